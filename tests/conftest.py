@@ -1,0 +1,40 @@
+"""Shared fixtures: the real ETH files live in ../shared/data/real (never copied here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
+COINCODEX = REAL_DATA / "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.fail(f"real data folder missing: {REAL_DATA}")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def coincodex_prices():
+    """The CoinCodex file (3,654 days) as a canonical polars frame, ascending by date."""
+    import polars as pl
+
+    frame = pl.read_csv(COINCODEX, encoding="utf8-lossy")
+    frame = frame.rename({frame.columns[0]: "Start"})
+    return (
+        frame.select(
+            pl.lit("ETH").alias("symbol"),
+            pl.col("Start").str.to_date("%Y-%m-%d").alias("date"),
+            pl.col("Open").cast(pl.Float64).alias("open"),
+            pl.col("High").cast(pl.Float64).alias("high"),
+            pl.col("Low").cast(pl.Float64).alias("low"),
+            pl.col("Close").cast(pl.Float64).alias("close"),
+            pl.col("Volume").cast(pl.Float64).alias("volume"),
+            pl.col("Market Cap").cast(pl.Float64).alias("market_cap"),
+        )
+        .sort("date")
+    )
