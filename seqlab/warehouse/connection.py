@@ -1,0 +1,109 @@
+"""Opening the warehouse: lock waits with backoff, migrations on writable opens."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from seqlab.warehouse.errors import WarehouseLocked, WarehouseMissing, WarehouseSchemaError
+from seqlab.warehouse.migrations import apply_migrations, latest_version, schema_version
+
+# DuckDB (1.x-2.x) words a cross-process lock conflict like:
+#   IO Error: Could not set lock on file "x.duckdb": Conflicting lock is held in
+#   /usr/bin/python3.11 (PID 1234). See also https://duckdb.org/...
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+_LOCK_FAILURE = "Could not set lock on file"
+# Inside one process DuckDB shares one database instance per file; a second open with a
+# different read_only setting is refused until the first closes, which is a lock in effect.
+_SAME_PROCESS_CONFLICT = "different configuration than existing connections"
+
+_FIRST_BACKOFF_S = 0.05
+_MAX_BACKOFF_S = 1.0
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the file, as far as DuckDB's error says."""
+
+    pid: int | None
+    exe: str | None
+
+
+def parse_lock_holder(message: str) -> LockHolder | None:
+    """The lock holder named in a DuckDB error message; None if it is not a lock error."""
+    match = _LOCK_HOLDER.search(message)
+    if match:
+        return LockHolder(int(match["pid"]), match["exe"])
+    if _SAME_PROCESS_CONFLICT in message:
+        return LockHolder(os.getpid(), "this process (another connection)")
+    if _LOCK_FAILURE in message:
+        return LockHolder(None, None)
+    return None
+
+
+def _open_with_retry(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    started = time.monotonic()
+    delay = _FIRST_BACKOFF_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            holder = parse_lock_holder(str(exc))
+            if holder is None:
+                raise
+            waited = time.monotonic() - started
+            if waited >= timeout_s:
+                raise WarehouseLocked(path, holder.pid, holder.exe, waited) from exc
+            time.sleep(min(delay, timeout_s - waited))
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+def _check_readable_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    found, expected = schema_version(con), latest_version()
+    if found < expected:
+        raise WarehouseSchemaError(
+            f"warehouse {path} is at schema version {found}, this code needs {expected}; "
+            "any write (e.g. an ingest) migrates it"
+        )
+    if found > expected:
+        raise WarehouseSchemaError(
+            f"warehouse {path} is at schema version {found}, newer than this code ({expected}); "
+            "upgrade seqlab"
+        )
+
+
+@contextmanager
+def connect(
+    path: Path, *, read_only: bool = False, timeout_s: float = 10.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse at ``path`` for the duration of a ``with`` block.
+
+    Writable opens create parent folders and bring the schema up to date. When another
+    process holds the file, waits with exponential backoff up to ``timeout_s`` and then raises
+    ``WarehouseLocked`` naming the file and the holder's PID. Read-only opens of a missing
+    file raise ``WarehouseMissing`` (they never create one). The connection is closed on exit,
+    which rolls back any transaction the block left open.
+    """
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseMissing(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open_with_retry(path, read_only, timeout_s)
+    try:
+        # Long statements would otherwise draw a progress bar on the terminal of a pipeline.
+        con.execute("SET enable_progress_bar = false")
+        if read_only:
+            _check_readable_schema(con, path)
+        else:
+            apply_migrations(con)
+        yield con
+    finally:
+        con.close()

@@ -1,0 +1,62 @@
+"""Errors the warehouse raises; each names the warehouse file it is about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WarehouseError(Exception):
+    """Base class for warehouse failures."""
+
+
+class WarehouseMissing(WarehouseError, FileNotFoundError):
+    """A read-only open found no warehouse file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"warehouse {self.path} does not exist; ingest data first (reads never create it)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
+
+
+class WarehouseLocked(WarehouseError, TimeoutError):
+    """Another connection holds the warehouse file lock and did not let go in time."""
+
+    def __init__(
+        self,
+        path: Path,
+        holder_pid: int | None,
+        holder_exe: str | None = None,
+        waited_s: float = 0.0,
+    ) -> None:
+        self.path = Path(path)
+        self.holder_pid = holder_pid
+        self.holder_exe = holder_exe
+        self.waited_s = waited_s
+        if holder_pid is None:
+            holder = "another process (holder unknown)"
+        else:
+            holder = f"{holder_exe or 'process'} (PID {holder_pid})"
+        super().__init__(
+            f"warehouse {self.path} is locked by {holder}; gave up after {waited_s:.1f}s. "
+            "Wait for that process to finish or stop it, then retry."
+        )
+
+    def __reduce__(self):
+        # Keeps the exception picklable across process boundaries (task runners do that).
+        return (type(self), (self.path, self.holder_pid, self.holder_exe, self.waited_s))
+
+
+class WarehouseSchemaError(WarehouseError):
+    """The file's schema version does not match what this code expects."""
+
+
+class WarehouseQueryError(WarehouseError):
+    """An ad-hoc query was refused or failed (bad SQL, or a write on a read-only open)."""
+
+
+class WarehouseStoreError(WarehouseError):
+    """A store transaction failed inside the database and was rolled back."""
