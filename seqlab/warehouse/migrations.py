@@ -13,6 +13,7 @@ import duckdb
 
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
+from seqlab.warehouse.run_tables import RUN_TABLES_SQL
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "prices, price_history, quarantine, ingestions, validations, datasets",
         _V1_CORE_TABLES,
     ),
+    Migration(2, "grids, grid_runs, runs, epoch_metrics, predictions, features", RUN_TABLES_SQL),
 )
 
 _BOOKKEEPING = """

@@ -1,0 +1,154 @@
+"""Grid specs: presets and custom grids expanded into training configs, checked before anything runs."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+from seqlab.engine.config import TrainConfig
+from seqlab.features.sets import FEATURE_SETS
+from seqlab.models.rnn import CELLS, NORMS
+
+MAX_DEPTH = 8
+
+
+class GridError(ValueError):
+    """A grid parameter out of range; the message lists the allowed values."""
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Every combination of cells × depths × norms × feature sets × seeds, with shared settings."""
+
+    cells: tuple[str, ...] = ("rnn", "lstm", "gru")
+    depths: tuple[int, ...] = (1, 2)
+    norms: tuple[str, ...] = ("none", "batch", "layer")
+    feature_sets: tuple[str, ...] = ("close", "all")
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 12
+    lookback: int = 30
+    hidden: int = 32
+    batch_size: int = 64
+    lr: float = 1e-3
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, GridSpec] = {
+    # Small enough for 2 CPU cores in a few minutes: the `make run` default.
+    "quick": GridSpec(),
+    # The reference study: 3 cells × 4 depths × 3 norms × 2 feature sets × 3 seeds = 216 runs.
+    "study": GridSpec(
+        cells=("rnn", "lstm", "gru"), depths=(1, 2, 3, 4), norms=("none", "batch", "layer"),
+        feature_sets=("close", "all"), seeds=(0, 1, 2), epochs=2000, lookback=30, hidden=64,
+    ),
+    # A smoke grid for tests and demos: one config per cell, a couple of epochs.
+    "tiny": GridSpec(
+        cells=("rnn", "lstm", "gru"), depths=(1,), norms=("none",), feature_sets=("close",),
+        seeds=(0,), epochs=2, hidden=8,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class GridOverrides:
+    """Flow/CLI parameters that replace parts of a preset (None keeps the preset's value)."""
+
+    cells: list[str] | None = None
+    depths: list[int] | None = None
+    norms: list[str] | None = None
+    feature_sets: list[str] | None = None
+    seeds: list[int] | None = None
+    epochs: int | None = None
+    lookback: int | None = None
+    hidden: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+
+
+def resolve_spec(preset: str = "quick", overrides: GridOverrides | None = None) -> GridSpec:
+    """The preset with overrides applied, validated."""
+    if preset not in PRESETS:
+        raise GridError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    spec = PRESETS[preset]
+    if overrides is not None:
+        changes = {
+            f.name: tuple(v) if isinstance(v, list) else v
+            for f in fields(GridOverrides)
+            if (v := getattr(overrides, f.name)) is not None
+        }
+        spec = replace(spec, **changes)
+    validate_spec(spec)
+    return spec
+
+
+def _check_members(name: str, values: tuple, allowed) -> None:
+    if not values:
+        raise GridError(f"{name} is empty; allowed: {', '.join(map(str, allowed))}")
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise GridError(f"unknown {name} {unknown}; allowed: {', '.join(map(str, allowed))}")
+
+
+def _check_positive(name: str, value, upper=None) -> None:
+    if isinstance(value, bool) or not value > 0 or (upper is not None and value > upper):
+        bound = f" and <= {upper}" if upper is not None else ""
+        raise GridError(f"{name} must be > 0{bound}, got {value!r}")
+
+
+def validate_spec(spec: GridSpec) -> None:
+    """Refuse a grid before anything runs; every message names the allowed values."""
+    _check_members("cells", spec.cells, tuple(CELLS))
+    _check_members("norms", spec.norms, NORMS)
+    _check_members("feature_sets", spec.feature_sets, tuple(FEATURE_SETS))
+    _check_members("depths", spec.depths, range(1, MAX_DEPTH + 1))
+    if not spec.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in spec.seeds):
+        raise GridError(f"seeds must be non-negative integers, got {list(spec.seeds)}")
+    for name in ("epochs", "lookback", "hidden", "batch_size"):
+        _check_positive(name, getattr(spec, name))
+    _check_positive("lr", spec.lr, upper=1.0)
+    for name in ("cells", "depths", "norms", "feature_sets", "seeds"):
+        values = getattr(spec, name)
+        if len(set(values)) != len(values):
+            raise GridError(f"{name} has duplicates: {list(values)}")
+
+
+def check_spec_fits_data(spec: GridSpec, n_days: int, test_fraction: float = 0.2) -> None:
+    """Refuse a lookback the stored prices cannot fill (train and test both need windows)."""
+    test_days = int(n_days * test_fraction)
+    train_days = n_days - test_days
+    if spec.lookback + 1 >= train_days or test_days < 2:
+        longest = max(train_days - 2, 0)
+        raise GridError(
+            f"lookback {spec.lookback} is too long for {n_days} days of prices "
+            f"({train_days} train days); allowed: lookback <= {longest}"
+        )
+
+
+def build_grid(spec: GridSpec) -> list[TrainConfig]:
+    """Expand a spec into one TrainConfig per combination, in a stable order."""
+    validate_spec(spec)
+    return [
+        TrainConfig(
+            cell=cell, depth=depth, norm=norm, feature_set=feature_set, seed=seed,
+            epochs=spec.epochs, lookback=spec.lookback, hidden=spec.hidden,
+            batch_size=spec.batch_size, lr=spec.lr,
+        )
+        for cell, depth, norm, feature_set, seed in itertools.product(
+            spec.cells, spec.depths, spec.norms, spec.feature_sets, spec.seeds
+        )
+    ]
+
+
+def split_shards(items: list, shard_count: int) -> list[list]:
+    """Deal items round-robin into at most ``shard_count`` non-empty shards."""
+    if shard_count < 1:
+        raise GridError(f"shard count must be >= 1, got {shard_count}")
+    shards = [items[i::shard_count] for i in range(min(shard_count, len(items)))]
+    return [s for s in shards if s]

@@ -1,0 +1,124 @@
+"""Training results in the warehouse: grids, runs, epoch metrics, predictions, feature keys.
+
+Workers never open the warehouse: they return results (local dispatch) or write Parquet
+(pool dispatch), and the grid's parent process stores them here, one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from seqlab.warehouse.clock import utc_now
+from seqlab.warehouse.connection import connect
+from seqlab.warehouse.errors import WarehouseStoreError
+
+_RESULT_TABLES = ("runs", "epoch_metrics", "predictions")
+
+
+def start_grid(
+    path: Path, *, grid_id: str, symbol: str, preset: str | None, spec: dict, spec_key: str,
+    data_version: str, code_version: str, dispatch: str, n_configs: int, timeout_s: float = 10.0,
+) -> None:
+    """Record a grid as running (a re-run of the same grid id starts it afresh)."""
+    with connect(path, timeout_s=timeout_s) as con:
+        con.execute(
+            """
+            INSERT OR REPLACE INTO grids (grid_id, symbol, preset, spec, spec_key, data_version,
+                code_version, dispatch, status, n_configs, started_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
+            """,
+            [grid_id, symbol, preset, json.dumps(spec, sort_keys=True), spec_key, data_version,
+             code_version, dispatch, n_configs, utc_now()],
+        )
+
+
+def finish_grid(
+    path: Path, grid_id: str, *, status: str, n_trained: int, n_reused: int, n_failed: int,
+    message: str = "", timeout_s: float = 10.0,
+) -> None:
+    with connect(path, timeout_s=timeout_s) as con:
+        finished = utc_now()
+        con.execute(
+            """
+            UPDATE grids SET status = ?, n_trained = ?, n_reused = ?, n_failed = ?, message = ?,
+                finished_at = ?, seconds = epoch(? - started_at)
+            WHERE grid_id = ?
+            """,
+            [status, n_trained, n_reused, n_failed, message, finished, finished, grid_id],
+        )
+
+
+def completed_run_ids(path: Path, run_ids: list[str], *, timeout_s: float = 10.0) -> set[str]:
+    """Runs already stored with a result (ok or diverged); failed runs are tried again."""
+    if not run_ids or not Path(path).exists():
+        return set()
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        rows = con.execute(
+            "SELECT run_id FROM runs WHERE status IN ('ok', 'diverged') AND list_contains(?, run_id)",
+            [run_ids],
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def link_runs(
+    path: Path, grid_id: str, run_ids: list[str], *, reused: bool, timeout_s: float = 10.0
+) -> None:
+    if not run_ids:
+        return
+    links = pl.DataFrame({"grid_id": grid_id, "run_id": run_ids, "reused": reused})
+    with connect(path, timeout_s=timeout_s) as con:
+        con.register("seqlab_links", links.to_arrow())
+        con.execute("INSERT OR REPLACE INTO grid_runs SELECT grid_id, run_id, reused FROM seqlab_links")
+
+
+def store_run_results(
+    path: Path, grid_id: str, frames: dict[str, pl.DataFrame], *, timeout_s: float = 10.0
+) -> int:
+    """Store finished runs whole in one transaction, replacing any earlier rows of those runs.
+
+    ``frames`` holds ``runs``, ``epoch_metrics``, ``predictions`` and ``features`` frames.
+    Replacing by run_id makes a repeated store (a retried shard, a re-run after a crash)
+    leave exactly one copy of every row; feature keys are kept once.
+    """
+    runs = frames["runs"]
+    if runs.is_empty():
+        return 0
+    frames = {**frames, "runs": runs.with_columns(stored_at=pl.lit(utc_now()))}
+    run_ids = runs["run_id"].to_list()
+    with connect(path, timeout_s=timeout_s) as con:
+        for name, frame in frames.items():
+            con.register(f"seqlab_new_{name}", frame.to_arrow())
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name in _RESULT_TABLES:
+                con.execute(f"DELETE FROM {name} WHERE list_contains(?, run_id)", [run_ids])
+                columns = ", ".join(frames[name].columns)
+                con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM seqlab_new_{name}")
+            con.execute(
+                """
+                INSERT OR IGNORE INTO features
+                SELECT feature_key, symbol, data_version, feature_set, fingerprint, scaler, ?
+                FROM seqlab_new_features
+                """,
+                [utc_now()],
+            )
+            con.execute(
+                "INSERT OR REPLACE INTO grid_runs SELECT ?, run_id, false FROM seqlab_new_runs",
+                [grid_id],
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise WarehouseStoreError(f"storing {len(run_ids)} runs in {path} failed: {exc}") from exc
+    return len(run_ids)
+
+
+def load_grid(path: Path, grid_id: str, *, timeout_s: float = 10.0) -> dict | None:
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        frame = con.sql("SELECT * FROM grids WHERE grid_id = $g", params={"g": grid_id}).pl()
+    return frame.to_dicts()[0] if frame.height else None
+
