@@ -1,0 +1,100 @@
+"""Parse one raw source into canonical rows plus the lines that could not be parsed.
+
+Every physical data line ends up in exactly one of ``rows`` or ``rejects`` (with the first
+rule it broke, see rejects.py), so ``rows_read == rows.height + rejects.height`` always holds.
+Checks on the values themselves (negative prices, high < low, duplicate dates) belong to
+validation, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from seqlab.ingest import lines as text
+from seqlab.ingest import table
+from seqlab.ingest.detect import detect_layout, sniff_separator
+from seqlab.ingest.layouts import describe_expected, split_line
+from seqlab.ingest.rejects import reject_detail, reject_rule
+from seqlab.ingest.sources import RawSource, SourceError
+from seqlab.ingest.table import VALUE_COLUMNS
+from seqlab.schemas.canonical import PARSED_SCHEMA, REJECT_SCHEMA
+
+
+class UnknownLayoutError(SourceError):
+    """No known layout fits the file's header."""
+
+
+@dataclass
+class ParsedSource:
+    """The outcome of parsing one source: canonical rows and rejected lines."""
+
+    source: str
+    sha256: str
+    layout: str
+    rows_read: int
+    rows: pl.DataFrame  # PARSED_SCHEMA columns
+    rejects: pl.DataFrame  # REJECT_SCHEMA columns
+
+
+def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
+    """Detect the layout of ``raw`` from its header and content and map it onto PARSED_SCHEMA.
+
+    An empty file (nothing but whitespace) raises SourceError and an unrecognised header
+    UnknownLayoutError; a file with a header but no data lines gives zero rows.
+    """
+    data = text.normalize_line_ends(raw.data)
+    head = text.read_head_lines(data)
+    if not any(line.strip() for line in head):
+        raise SourceError(f"{raw.name}: file is empty (no header line)")
+    detected = detect_layout(head, symbol)
+    if detected is None:
+        raise UnknownLayoutError(_describe_unknown(raw.name, head))
+    quoted = b'"' in data
+    try:
+        frame = table.build_table(data, detected, quoted)
+        frame = table.add_values(frame, detected)
+        frame = table.add_suspect_texts(frame, detected)
+    except (ValueError, pl.exceptions.PolarsError) as error:
+        raise SourceError(f"{raw.name}: cannot split into lines and fields ({error})") from error
+    frame = frame.with_columns(reject_rule(detected))
+    rows = frame.select(
+        pl.lit(symbol, dtype=pl.String).alias("symbol"),
+        pl.col("date"),
+        *[pl.col(f"value_{column}").alias(column) for column in VALUE_COLUMNS],
+        pl.col("line"),
+        pl.col("raw"),
+        pl.col("time_of_day_s"),
+    )
+    rejected = frame.get_column("rule").is_not_null()
+    rejects = (
+        frame.filter(rejected)
+        .with_columns(reject_detail(detected, quoted))
+        .select(pl.col("line"), pl.col("raw").fill_null(""), pl.col("rule"), pl.col("detail"))
+    )
+    if rejects.height:  # filtering copies every column, so only when something was refused
+        rows = rows.filter(~rejected)
+    return ParsedSource(
+        source=raw.name,
+        sha256=raw.sha256,
+        layout=detected.layout.name,
+        rows_read=frame.height,
+        rows=_conform(rows, PARSED_SCHEMA),
+        rejects=_conform(rejects, REJECT_SCHEMA),
+    )
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Cast only the columns whose dtype differs: a blanket cast copies every column."""
+    differing = {name: dtype for name, dtype in schema.items() if frame.schema[name] != dtype}
+    return frame.cast(differing) if differing else frame  # type: ignore[arg-type]
+
+
+def _describe_unknown(name: str, head: list[str]) -> str:
+    header = next((line for line in head if line.strip()), "")
+    found = [cell.strip() for cell in split_line(header, sniff_separator(header))]
+    return (
+        f"{name}: unknown layout; header columns found: {found}\n"
+        f"known layouts expect:\n{describe_expected()}"
+    )

@@ -1,0 +1,115 @@
+"""Reading raw source bytes from files, folders, glob patterns and http(s) URLs."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_BYTES = 512 * 2**20
+_CHUNK_BYTES = 1 << 20
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_ALLOWED_SCHEMES = ("http", "https")
+_GLOB_CHARS = ("*", "?", "[")
+
+
+class SourceError(Exception):
+    """A source could not be read; the message names the file or URL and the reason."""
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """The untouched bytes of one source file and their fingerprint."""
+
+    name: str  # path (as given) or URL
+    data: bytes
+    sha256: str  # hex sha256 of data
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> RawSource:
+        return cls(name=name, data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def read_sources(
+    source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 30.0
+) -> list[RawSource]:
+    """Read every CSV that ``source`` names: a file, a folder (its ``*.csv``, sorted by name),
+    a glob pattern (matches sorted), or an http(s) URL.
+
+    Raises SourceError naming the source when nothing matches, a file cannot be read, a URL
+    uses another scheme, fails, times out, or anything is larger than ``max_bytes``.
+    """
+    url = _URL.match(source)
+    if url:
+        if url["scheme"].lower() not in _ALLOWED_SCHEMES:
+            raise SourceError(
+                f"{source}: scheme {url['scheme']!r} is not allowed (only http and https)"
+            )
+        return [_read_url(source, max_bytes, timeout_s)]
+    return [_read_file(path, max_bytes) for path in _list_files(source)]
+
+
+def _list_files(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+        if not files:
+            raise SourceError(f"{source}: folder contains no *.csv files")
+        return files
+    if path.is_file():
+        return [path]
+    if any(char in source for char in _GLOB_CHARS):
+        files = sorted(Path(match) for match in glob.glob(source) if Path(match).is_file())
+        if not files:
+            raise SourceError(f"{source}: pattern matched no files")
+        return files
+    if path.exists():
+        raise SourceError(f"{source}: not a regular file or folder")
+    raise SourceError(f"{source}: no such file or folder")
+
+
+def _read_file(path: Path, max_bytes: int) -> RawSource:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise SourceError(f"{path}: file is {size} bytes, over the limit of {max_bytes}")
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as error:
+        raise SourceError(f"{path}: cannot read file ({error.strerror or error})") from error
+    if len(data) > max_bytes:  # the file grew after stat
+        raise SourceError(f"{path}: file is over the limit of {max_bytes} bytes")
+    return RawSource.from_bytes(str(path), data)
+
+
+def _read_url(url: str, max_bytes: int, timeout_s: float) -> RawSource:
+    request = urllib.request.Request(url, headers={"User-Agent": "seqlab-ingest"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise SourceError(
+                    f"{url}: response is {declared} bytes, over the limit of {max_bytes}"
+                )
+            chunks: list[bytes] = []
+            received = 0
+            # Read in chunks so a server that lies about (or omits) its length cannot make
+            # us hold more than max_bytes.
+            while chunk := response.read(_CHUNK_BYTES):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise SourceError(f"{url}: response is over the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except urllib.error.HTTPError as error:
+        raise SourceError(f"{url}: HTTP {error.code} {error.reason}") from error
+    except urllib.error.URLError as error:
+        raise SourceError(f"{url}: cannot fetch ({error.reason})") from error
+    except TimeoutError as error:
+        raise SourceError(f"{url}: timed out after {timeout_s} s") from error
+    except OSError as error:
+        raise SourceError(f"{url}: cannot fetch ({error})") from error
+    return RawSource.from_bytes(url, b"".join(chunks))

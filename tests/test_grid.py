@@ -1,0 +1,76 @@
+"""Grid specs: presets, overrides, refusal of bad parameters before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from seqlab.grid import (
+    PRESETS,
+    GridError,
+    GridOverrides,
+    build_grid,
+    check_spec_fits_data,
+    resolve_spec,
+    split_shards,
+)
+
+
+def test_study_preset_is_the_reference_study():
+    configs = build_grid(PRESETS["study"])
+    assert len(configs) == 3 * 4 * 3 * 2 * 3 == 216
+    assert {c.cell for c in configs} == {"rnn", "lstm", "gru"}
+    assert {c.depth for c in configs} == {1, 2, 3, 4}
+    assert {c.norm for c in configs} == {"none", "batch", "layer"}
+    assert {c.feature_set for c in configs} == {"close", "all"}
+    assert {c.seed for c in configs} == {0, 1, 2}
+    assert {c.epochs for c in configs} == {2000}
+    assert len({c.run_key() for c in configs}) == 216
+
+
+def test_overrides_replace_only_what_they_name():
+    spec = resolve_spec("quick", GridOverrides(cells=["gru"], depths=[3], epochs=5))
+    assert spec.cells == ("gru",) and spec.depths == (3,) and spec.epochs == 5
+    assert spec.norms == PRESETS["quick"].norms
+    assert len(build_grid(spec)) == len(spec.norms) * len(spec.feature_sets) * len(spec.seeds)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (GridOverrides(depths=[0]), "allowed: 1, 2, 3"),
+        (GridOverrides(cells=["tcn"]), "allowed: rnn, lstm, gru"),
+        (GridOverrides(norms=["group"]), "allowed: none, batch, layer"),
+        (GridOverrides(feature_sets=["sentiment"]), "allowed: close, all"),
+        (GridOverrides(epochs=-3), "epochs must be > 0"),
+        (GridOverrides(lookback=0), "lookback must be > 0"),
+        (GridOverrides(seeds=[-1]), "seeds must be non-negative"),
+        (GridOverrides(lr=5.0), "lr must be > 0 and <= 1.0"),
+        (GridOverrides(cells=["gru", "gru"]), "duplicates"),
+        (GridOverrides(cells=[]), "cells is empty"),
+    ],
+)
+def test_bad_parameters_are_refused_with_the_allowed_values(overrides, needle):
+    with pytest.raises(GridError, match=needle):
+        resolve_spec("quick", overrides)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(GridError, match="allowed: quick, study, tiny"):
+        resolve_spec("huge")
+
+
+def test_lookback_longer_than_the_data_is_refused():
+    spec = resolve_spec("tiny", GridOverrides(lookback=400))
+    check_spec_fits_data(spec, 3654)  # fits
+    with pytest.raises(GridError, match=r"lookback 400 is too long for 300 days"):
+        check_spec_fits_data(spec, 300)
+
+
+def test_shards_cover_every_item_once():
+    items = list(range(11))
+    shards = split_shards(items, 4)
+    assert len(shards) == 4
+    assert sorted(x for s in shards for x in s) == items
+    assert split_shards(items[:2], 5) == [[0], [1]]
+    with pytest.raises(GridError):
+        split_shards(items, 0)
