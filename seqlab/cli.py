@@ -114,6 +114,261 @@ def _print_ingest(summary) -> None:
     )
 
 
+def _list(text: str | None, cast=str) -> list | None:
+    return None if text is None else [cast(v.strip()) for v in text.split(",") if v.strip()]
+
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Option(help="Ingest this source first.")] = None,
+    cell: Annotated[str, typer.Option(help="rnn | lstm | gru")] = "lstm",
+    depth: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
+    norm: Annotated[str, typer.Option(help="none | batch | layer")] = "none",
+    features: Annotated[str, typer.Option(help="Feature set: close | all.")] = "close",
+    seed: int = 0,
+    epochs: int = 50,
+    lookback: int = 30,
+    hidden: int = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    lr: float = 1e-3,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    symbol: str = "ETH",
+    warehouse: WarehouseOpt = None,
+    out: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train one config on the stored prices, without Prefect (quick experiments)."""
+    from seqlab.engine import TrainConfig, train_config, tune_malloc
+    from seqlab.warehouse import WarehouseError, latest_gate, load_prices
+
+    settings = Settings.from_env(warehouse, out)
+    if data:
+        _ingest_quietly(data, symbol, settings)
+    try:
+        config = TrainConfig(
+            cell=cell, depth=depth, norm=norm, feature_set=features, seed=seed, epochs=epochs,
+            lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, device=device,
+        )
+        prices = load_prices(settings.warehouse, symbol)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    if prices.is_empty():
+        _fail(f"no prices for {symbol} in {settings.warehouse}; run `seqlab ingest` first")
+    gate = latest_gate(settings.warehouse, symbol)
+    if not gate.passed:
+        typer.echo(f"warning: dataset gate not passed for {symbol}: {gate.reason}", err=True)
+    tune_malloc()
+    on_epoch = None if as_json else _epoch_printer(epochs)
+    try:
+        result = train_config(config, prices, checkpoint_dir=settings.output_dir / "checkpoints",
+                              on_epoch=on_epoch)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), default=str))
+        return
+    typer.echo(
+        f"{result.status}: best test loss {result.best_test_loss} at epoch {result.best_epoch}; "
+        f"test RMSE ${result.test_rmse_usd:,.2f} vs persistence ${result.baseline_rmse_usd:,.2f}; "
+        f"checkpoint {result.checkpoint_path}"
+        if result.status == "ok"
+        else f"{result.status} at epoch {result.diverged_epoch}"
+    )
+
+
+def _epoch_printer(epochs: int):
+    step = max(1, epochs // 10)
+
+    def show(record) -> None:
+        if record.epoch == 1 or record.epoch % step == 0 or record.epoch == epochs:
+            typer.echo(f"epoch {record.epoch:>5}: train {record.train_loss:.5g}  "
+                       f"test {record.test_loss:.5g}  ({record.seconds:.2f}s)")
+
+    return show
+
+
+def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
+    from seqlab.ingest.pipeline import IngestOptions, ingest_source
+    from seqlab.ingest.sources import SourceError
+
+    options = IngestOptions(symbol=symbol, warehouse=settings.warehouse,
+                            docs_dir=settings.output_dir / "data_docs",
+                            lock_timeout_s=settings.lock_timeout_s)
+    try:
+        for summary in ingest_source(source, options):
+            typer.echo(f"ingested {summary.source}: {summary.rows_valid} valid, "
+                       f"{summary.rows_quarantined} quarantined", err=True)
+    except SourceError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint file, or a run_id from the runs table.")],
+    symbol: str = "ETH",
+    warehouse: WarehouseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forecast the next day's close from the latest stored prices with a trained model."""
+    from seqlab.engine import predict_next
+    from seqlab.warehouse import WarehouseError, load_prices, query
+
+    settings = Settings.from_env(warehouse, None)
+    path = Path(checkpoint)
+    try:
+        if not path.exists():
+            found = query(settings.warehouse, "SELECT checkpoint_path, symbol FROM runs WHERE run_id = "
+                          f"'{checkpoint.replace(chr(39), '')}'")
+            if found.is_empty() or found["checkpoint_path"][0] is None:
+                _fail(f"no checkpoint file or run_id {checkpoint!r} (in {settings.warehouse})")
+            path, symbol = Path(found["checkpoint_path"][0]), found["symbol"][0]
+        prices = load_prices(settings.warehouse, symbol)
+        day, close = predict_next(path, prices)
+    except (ValueError, FileNotFoundError, WarehouseError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"symbol": symbol, "date": str(day), "predicted_close_usd": close,
+                               "checkpoint": str(path)}))
+    else:
+        typer.echo(f"{symbol} {day}: predicted close ${close:,.2f} ({path})")
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL to run on the warehouse (read-only).")],
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Query the warehouse with SQL; writes, ATTACH, extensions and file access are refused."""
+    import polars as pl
+
+    from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.sandbox import run_user_query
+
+    if fmt not in ("table", "csv", "json"):
+        _fail(f"unknown format {fmt!r}; allowed: table, csv, json")
+    settings = Settings.from_env(warehouse, None)
+    try:
+        frame = run_user_query(settings.warehouse, sql)
+    except WarehouseError as exc:
+        _fail(str(exc))
+    if fmt == "csv":
+        typer.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        typer.echo(json.dumps(frame.to_dicts(), default=str))
+    else:
+        with pl.Config(tbl_rows=100, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
+            typer.echo(str(frame))
+
+
+@app.command()
+def report(
+    grid_id: Annotated[str | None, typer.Option("--grid-id", help="Grid to report (default: latest).")] = None,
+    warehouse: WarehouseOpt = None,
+    out: OutputOpt = None,
+) -> None:
+    """Rebuild the comparison report of a grid from the warehouse alone."""
+    from seqlab.report.build import build_report
+    from seqlab.warehouse import WarehouseError
+
+    settings = Settings.from_env(warehouse, None)
+    out_dir = out or settings.output_dir / "reports"
+    try:
+        built = build_report(settings.warehouse, grid_id=grid_id, out_dir=Path(out_dir))
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    typer.echo(f"report of grid {built.grid_id}:\n  {built.html_path}\n  {built.markdown_path}")
+
+
+@app.command()
+def run(
+    data: Annotated[str | None, typer.Option(help="Price source (default: the bundled SYNTHETIC sample).")] = None,
+    preset: Annotated[str, typer.Option(help="quick | study | tiny")] = "quick",
+    cells: Annotated[str | None, typer.Option(help="e.g. rnn,gru")] = None,
+    depths: Annotated[str | None, typer.Option(help="e.g. 1,2")] = None,
+    norms: Annotated[str | None, typer.Option(help="e.g. none,layer")] = None,
+    features: Annotated[str | None, typer.Option(help="Feature sets, e.g. close,all")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Number of seeds (3 = 0,1,2) or a list 0,5")] = None,
+    epochs: int | None = None,
+    lookback: int | None = None,
+    hidden: int | None = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    lr: float | None = None,
+    dispatch: Annotated[str, typer.Option(help="local | pool")] = "local",
+    force: Annotated[bool, typer.Option(help="Retrain configs already trained on the same data.")] = False,
+    symbol: Annotated[str | None, typer.Option(help="Default ETH, or ETH-SYNTHETIC for the sample.")] = None,
+    warehouse: WarehouseOpt = None,
+    out: OutputOpt = None,
+) -> None:
+    """Run the whole pipeline (ingest -> gate -> train grid -> report) on an ephemeral Prefect."""
+    import os
+
+    # An offline machine cannot send telemetry; Prefect's per-task log lines would bury the bar.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from seqlab.flows.pipeline import pipeline
+    from seqlab.grid import GridError
+    from seqlab.tasks.grid import GateClosed
+
+    settings = Settings.from_env(warehouse, out)
+    params = dict(
+        data=data, preset=preset, cells=_list(cells), depths=_list(depths, int),
+        norms=_list(norms), feature_sets=_list(features), seeds=_seed_list(seeds), epochs=epochs,
+        lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, dispatch=dispatch,
+        force=force, symbol=symbol, warehouse=str(settings.warehouse),
+        output_dir=str(settings.output_dir),
+    )
+    try:
+        with _progress_bar():
+            result = pipeline(**params)
+    except (GridError, GateClosed) as exc:
+        _fail(str(exc))
+    grid, built = result["grid"], result["report"]
+    typer.echo(
+        f"grid {grid['grid_id']}: {grid['trained']} trained, {grid['reused']} reused, "
+        f"{grid['failed']} failed\n"
+        f"report: {built.get('html_path')}\n"
+        f"        {built.get('markdown_path')}\n"
+        f"query:  seqlab query --warehouse {settings.warehouse} "
+        f"\"select cell, depth, norm, feature_set, best_test_loss, test_rmse_usd, baseline_rmse_usd "
+        f"from runs order by test_rmse_usd limit 5\""
+    )
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    values = _list(text, int)
+    if values is not None and len(values) == 1 and "," not in (text or ""):
+        return list(range(values[0]))  # "--seeds 3" means three seeds
+    return values
+
+
+class _progress_bar:
+    """A terminal progress bar fed by the grid's progress listener."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        from seqlab.progress import progress_listener
+
+        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
+        self.task = self.bar.add_task("training configs", total=None)
+        self.bar.start()
+
+        def listen(progress, line: str) -> None:
+            self.bar.update(self.task, total=progress.total, completed=progress.done)
+            self.bar.console.print(line, highlight=False)
+
+        self.token = progress_listener.set(listen)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from seqlab.progress import progress_listener
+
+        progress_listener.reset(self.token)
+        self.bar.stop()
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m seqlab.cli`
     app(sys.argv[1:])
 

@@ -13,7 +13,8 @@ from prefect.deployments import run_deployment
 from seqlab.devices import DevicePlan, plan_devices
 from seqlab.grid import GridSpec, split_shards
 from seqlab.runs import RunOutcome, RunRequest, outcome_frames, write_frames
-from seqlab.warehouse import latest_gate, query
+from seqlab.sample import write_sample_csv
+from seqlab.warehouse import current_data_version, latest_gate, query
 from seqlab.warehouse.runs import completed_run_ids, finish_grid, link_runs, start_grid
 
 
@@ -141,3 +142,16 @@ def dispatch_shards(
         state = states.get(shard["flow_run_id"])
         shard["state"] = state.type.value if state is not None else "TIMED_OUT"
     return started
+
+
+@task(name="current-data-version", cache_policy=NO_CACHE)
+def current_version(warehouse: Path, symbol: str) -> str | None:
+    if not Path(warehouse).exists():
+        return None
+    return current_data_version(warehouse, symbol)
+
+
+@task(name="write-sample-data", cache_policy=NO_CACHE)
+def write_sample_source(folder: Path) -> str:
+    """The bundled SYNTHETIC series, written where the pipeline can ingest it."""
+    return str(write_sample_csv(Path(folder)))

@@ -1,0 +1,101 @@
+"""Prefect flows on a temporary server: ingest, the gate, train-grid, reuse and retrain."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from seqlab.grid import GridError
+from seqlab.tasks.grid import GateClosed
+from seqlab.warehouse import query
+from tests.conftest import COINCODEX
+
+TINY = dict(cells=["rnn", "gru"], depths=[1], norms=["none", "layer"], feature_sets=["close"],
+            seeds=[0], epochs=2, hidden=4, lookback=10)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, prefect_harness):
+    folder = tmp_path_factory.mktemp("flows")
+    return {"warehouse": str(folder / "w.duckdb"), "output_dir": str(folder / "out")}
+
+
+@pytest.fixture(scope="module")
+def first_grid(workspace):
+    from seqlab.flows.train import train_grid
+
+    return train_grid(data=str(COINCODEX), symbol="ETH", **TINY, **workspace)
+
+
+def test_grid_trains_and_stores_every_config(first_grid, workspace):
+    assert first_grid["status"] == "completed"
+    assert (first_grid["trained"], first_grid["reused"], first_grid["failed"]) == (4, 0, 0)
+    runs = query(workspace["warehouse"],
+                 f"SELECT * FROM runs WHERE grid_id = '{first_grid['grid_id']}'")
+    assert runs.height == 4
+    assert set(zip(runs["cell"], runs["norm"], strict=True)) == {
+        ("rnn", "none"), ("rnn", "layer"), ("gru", "none"), ("gru", "layer")}
+    assert (runs["status"] == "ok").all()
+    assert runs["test_rmse_usd"].is_not_null().all() and runs["baseline_rmse_usd"].is_not_null().all()
+    epochs = query(workspace["warehouse"],
+                   "SELECT run_id, count(*) n, min(epoch) lo, max(epoch) hi FROM epoch_metrics GROUP BY run_id")
+    assert epochs.height == 4 and set(epochs["n"]) == {2} and set(epochs["hi"]) == {2}
+    predictions = query(workspace["warehouse"], "SELECT run_id, count(*) n FROM predictions GROUP BY run_id")
+    assert predictions.height == 4 and (predictions["n"] > 600).all()
+    grid = query(workspace["warehouse"], f"SELECT * FROM grids WHERE grid_id = '{first_grid['grid_id']}'")
+    assert grid["status"][0] == "completed" and grid["n_configs"][0] == 4
+
+
+def test_same_grid_on_same_data_trains_nothing(first_grid, workspace):
+    from seqlab.flows.train import train_grid
+
+    again = train_grid(symbol="ETH", **TINY, **workspace)
+    assert (again["trained"], again["reused"]) == (0, 4)
+    links = query(workspace["warehouse"],
+                  f"SELECT count(*) n FROM grid_runs WHERE grid_id = '{again['grid_id']}' AND reused")
+    assert links["n"][0] == 4
+    forced = train_grid(symbol="ETH", **{**TINY, "cells": ["rnn"], "norms": ["none"]},
+                        force=True, **workspace)
+    assert (forced["trained"], forced["reused"]) == (1, 0)
+    assert query(workspace["warehouse"], "SELECT count(*) n FROM runs")["n"][0] == 4  # replaced, not duplicated
+
+
+def test_retrain_trains_again_only_when_prices_change(first_grid, workspace, tmp_path, coincodex_prices):
+    from seqlab.flows.pipeline import retrain
+
+    source = tmp_path / "eth.csv"
+    coincodex_prices.write_csv(source)
+    unchanged = retrain(str(source), symbol="ETH", preset="tiny", **workspace)
+    assert unchanged["changed"] is False
+    last = coincodex_prices.tail(1)
+    next_day = last.with_columns(pl.col("date") + pl.duration(days=1), pl.col("close") * 1.01,
+                                 pl.col("high") * 1.02)
+    pl.concat([coincodex_prices, next_day]).write_csv(source)
+    changed = retrain(str(source), symbol="ETH", preset="tiny", **workspace)
+    assert changed["changed"] is True
+    assert changed["grid"]["trained"] == 3  # the tiny preset: rnn, lstm, gru on the new data
+    versions = query(workspace["warehouse"], "SELECT DISTINCT data_version FROM runs")
+    assert versions.height == 2
+
+
+def test_bad_grid_parameters_are_refused_before_anything_runs(workspace):
+    from seqlab.flows.train import train_grid
+
+    before = query(workspace["warehouse"], "SELECT count(*) n FROM grids")["n"][0]
+    with pytest.raises(GridError, match="allowed: 1, 2"):
+        train_grid(symbol="ETH", depths=[0], **workspace)
+    with pytest.raises(GridError, match="lookback 5000 is too long"):
+        train_grid(symbol="ETH", preset="tiny", lookback=5000, **workspace)
+    assert query(workspace["warehouse"], "SELECT count(*) n FROM grids")["n"][0] == before
+
+
+def test_training_refused_when_the_gate_failed(workspace, tmp_path, coincodex_prices):
+    from seqlab.flows.ingest import ingest_prices
+    from seqlab.flows.train import train_grid
+
+    broken = tmp_path / "short.csv"
+    coincodex_prices.head(20).write_csv(broken)  # far too few rows for the dataset suite
+    summaries = ingest_prices(str(broken), symbol="SHORT", **workspace)
+    assert summaries[0]["gate_passed"] is False
+    with pytest.raises(GateClosed, match="refusing to train on SHORT"):
+        train_grid(symbol="SHORT", preset="tiny", **workspace)
