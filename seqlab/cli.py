@@ -60,7 +60,7 @@ def ingest(
     options = IngestOptions(
         symbol=symbol,
         warehouse=settings.warehouse,
-        docs_dir=settings.output_dir / "data_docs",
+        docs_dir=settings.data_docs_dir(symbol),
         lock_timeout_s=settings.lock_timeout_s,
     )
     try:
@@ -192,7 +192,7 @@ def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
     from seqlab.ingest.sources import SourceError
 
     options = IngestOptions(symbol=symbol, warehouse=settings.warehouse,
-                            docs_dir=settings.output_dir / "data_docs",
+                            docs_dir=settings.data_docs_dir(symbol),
                             lock_timeout_s=settings.lock_timeout_s)
     try:
         for summary in ingest_source(source, options):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -31,7 +30,7 @@ def ingest_prices(
     options = IngestOptions(
         symbol=symbol,
         warehouse=settings.warehouse,
-        docs_dir=Path(settings.output_dir) / "data_docs",
+        docs_dir=settings.data_docs_dir(symbol),
         lock_timeout_s=settings.lock_timeout_s,
     )
     summaries: list[IngestSummary] = []
