@@ -306,6 +306,8 @@ def run(
     # An offline machine cannot send telemetry; Prefect's per-task log lines would bury the bar.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # A busy 2-core machine can take longer than Prefect's default to start its local server.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from seqlab.flows.pipeline import pipeline
     from seqlab.grid import GridError
     from seqlab.tasks.grid import GateClosed
