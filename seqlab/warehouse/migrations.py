@@ -14,6 +14,7 @@ import duckdb
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
 from seqlab.warehouse.run_tables import RUN_TABLES_SQL
+from seqlab.warehouse.views import REPORT_TABLES_SQL
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V1_CORE_TABLES,
     ),
     Migration(2, "grids, grid_runs, runs, epoch_metrics, predictions, features", RUN_TABLES_SQL),
+    Migration(3, "reports, claim_results; views leaderboard, convergence, stability, claims", REPORT_TABLES_SQL),
 )
 
 _BOOKKEEPING = """

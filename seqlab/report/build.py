@@ -1,0 +1,129 @@
+"""Build a grid's report from the warehouse alone: the one entry point for CLI and flow.
+
+The shell around the pure report core: read the frames (seqlab.warehouse.reports),
+assemble content, draw figures, write ``index.html``, ``report.md`` and ``figures/*.png``
+into ``out_dir``, and record the build and its claim verdicts in the warehouse.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import seqlab
+from seqlab.report.claims import claims_frame, claims_summary
+from seqlab.report.content import assemble_content
+from seqlab.report.figures import FigurePNG, forecast_figure, loss_figures, ratio_figure
+from seqlab.report.html import render_html
+from seqlab.report.markdown import render_artifact, render_markdown
+from seqlab.warehouse import WarehouseMissing
+from seqlab.warehouse.clock import utc_now
+from seqlab.warehouse.reports import (
+    ReportRecord,
+    latest_grid_id,
+    load_report_inputs,
+    record_report,
+)
+
+FIGURE_DIR = "figures"
+
+
+@dataclass(frozen=True)
+class ReportBuild:
+    """Where a build put its files, what the claims came to, and the artifact text."""
+
+    report_id: str
+    grid_id: str
+    out_dir: Path
+    html_path: Path
+    markdown_path: Path
+    figures: list[Path]
+    claims: dict[str, str]  # claim number -> verdict
+    artifact_markdown: str
+    html_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (paths as strings, artifact text left out)."""
+        data = asdict(self)
+        data.pop("artifact_markdown")
+        return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "figures" else v)
+                for k, v in data.items()}
+
+
+def draw_figures(content) -> list[FigurePNG]:
+    figures = loss_figures(content.epochs) if content.epochs.height else []
+    figures += [f for f in (ratio_figure(content.leaderboard), forecast_figure(content.forecasts)) if f]
+    return figures
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write via a temporary name so a reader never sees half a page."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_figures(figures: list[FigurePNG], folder: Path) -> list[Path]:
+    """Write this build's PNGs and remove PNGs an earlier build left that this one did not draw."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {f.name for f in figures}
+    for stale in folder.glob("*.png"):
+        if stale.name not in names:
+            stale.unlink()
+    paths = []
+    for figure in figures:
+        path = folder / figure.name
+        path.write_bytes(figure.png)
+        paths.append(path)
+    return paths
+
+
+def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path) -> ReportBuild:
+    """Rebuild the report of ``grid_id`` (the latest grid when None) into ``out_dir``.
+
+    Writes ``index.html`` (self-contained, works offline), ``report.md`` with
+    ``figures/*.png`` beside it, and records the build in the ``reports`` table with its
+    claim comparisons in ``claim_results``. Raises WarehouseQueryError when the grid is
+    not in the warehouse.
+    """
+    started = time.perf_counter()
+    warehouse, out_dir = Path(warehouse), Path(out_dir)
+    if not warehouse.exists():
+        raise WarehouseMissing(warehouse)
+    grid_id = grid_id or latest_grid_id(warehouse)
+    inputs = load_report_inputs(warehouse, grid_id)
+    built_at = utc_now()
+    content = assemble_content(inputs.grid, inputs.frames, built_at)
+    figures = draw_figures(content)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure_paths = write_figures(figures, out_dir / FIGURE_DIR)
+    html_path, markdown_path = out_dir / "index.html", out_dir / "report.md"
+    links = [(f"{FIGURE_DIR}/{f.name}", f.caption) for f in figures]
+    html = render_html(content, links)
+    _write_text(html_path, html)
+    _write_text(markdown_path, render_markdown(content, figures, FIGURE_DIR))
+    artifact = render_artifact(content, html_path.resolve().as_uri(),
+                               markdown_path.resolve().as_uri())
+    report_id = f"{built_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    summary = claims_summary(content.claims)
+    html_bytes = len(html.encode("utf-8"))
+    seconds = time.perf_counter() - started
+    record_report(
+        warehouse,
+        ReportRecord(
+            report_id=report_id, grid_id=grid_id, out_dir=str(out_dir.resolve()),
+            html_path=str(html_path.resolve()), markdown_path=str(markdown_path.resolve()),
+            figures=[str(p.resolve()) for p in figure_paths], n_runs=content.runs.height,
+            claims_summary=summary, html_bytes=html_bytes, seconds=round(seconds, 3),
+            seqlab_version=seqlab.__version__, built_at=built_at,
+        ),
+        claims_frame(content.claims),
+    )  # fmt: skip
+    return ReportBuild(
+        report_id=report_id, grid_id=grid_id, out_dir=out_dir, html_path=html_path,
+        markdown_path=markdown_path, figures=figure_paths, claims=summary,
+        artifact_markdown=artifact, html_bytes=html_bytes, seconds=round(seconds, 3),
+    )  # fmt: skip

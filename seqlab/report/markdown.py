@@ -1,0 +1,115 @@
+"""report.md (with PNG figures beside it) and the shorter Prefect artifact text."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from seqlab.report.claims import METHOD
+from seqlab.report.content import ReportContent
+from seqlab.report.figures import FigurePNG
+from seqlab.report.narrative import claim_reading, data_facts, headline
+from seqlab.report.tables import (
+    CONFIG_DYNAMICS_COLUMNS,
+    LEADERBOARD_COLUMNS,
+    Column,
+    fmt_int,
+    fmt_ratio,
+    present_columns,
+)
+
+ARTIFACT_ROWS = 10
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(frame: pl.DataFrame, columns: tuple[Column, ...], limit: int | None = None) -> str:
+    shown = present_columns(frame, columns)
+    if frame.is_empty():
+        return "_(no rows)_"
+    head = "| " + " | ".join(c.header for c in shown) + " |"
+    rule = "|" + "|".join("---:" if c.numeric else "---" for c in shown) + "|"
+    rows = frame.head(limit) if limit else frame
+    body = ["| " + " | ".join(_escape(c.fmt(r[c.name])) for c in shown) + " |"
+            for r in rows.iter_rows(named=True)]
+    return "\n".join([head, rule, *body])
+
+
+def _claims_md(content: ReportContent) -> list[str]:
+    out = [f"Method: {METHOD}. Effects are ratios (1 = no difference).", ""]
+    for claim in content.claims:
+        out.append(f"**{claim.number}. {claim.statement}** — **{claim.verdict.value}**"
+                   + (f" ({claim.note})" if claim.note else ""))
+        out.append("")
+        out.append(claim_reading(claim))
+        out.append("")
+        out.append("| comparison | verdict | effect | 95% CI | pairs | note |")
+        out.append("|---|---|---:|---:|---:|---|")
+        for c in claim.comparisons:
+            r = c.ratio
+            ci = f"{fmt_ratio(r.low)} – {fmt_ratio(r.high)}" if r else "–"
+            out.append(f"| {_escape(c.label)} | {c.verdict.value} | {fmt_ratio(r.mean) if r else '–'}"
+                       f" | {ci} | {fmt_int(r.n if r else 0)} | {_escape(c.note)} |")
+        out.append("")
+    return out
+
+
+def render_markdown(content: ReportContent, figures: list[FigurePNG], figure_dir: str) -> str:
+    """The report as Markdown; figures are linked as ``figure_dir/<name>``."""
+    data, repro = content.data, content.reproducibility
+    by_name = {f.name: f for f in figures}
+    out = [f"# seqlab report · {data.symbol} · grid {content.grid_id}", ""]
+    if data.synthetic:
+        out += [f"> **SYNTHETIC DATA**: {data.symbol} is a generated sample, not real prices.", ""]
+    out += ["## Summary", "", *(f"- {line}" for line in headline(content)), ""]
+    out += ["## Data", "", *(f"- **{k}**: {v}" for k, v in data_facts(data)), ""]
+    for source in data.sources:
+        out.append(f"- source `{source['source']}` ({source['layout']}, sha256 {source['sha256']}): "
+                   f"{source['rows_read']:,} read, {source['rows_valid']:,} valid, "
+                   f"{source['rows_quarantined']:,} quarantined")
+    if data.quarantine_rules:
+        out.append("- quarantined by rule: " + ", ".join(f"{r} {n:,}" for r, n in data.quarantine_rules.items()))
+    failed = [g["expectation"] for g in data.gate if not g["success"]]
+    if failed:
+        out.append("- expectations not met: " + ", ".join(failed))
+    out += [f"- {note}" for note in data.notes] + ["", "## Loss curves", ""]
+    out += [f"![{f.caption}]({figure_dir}/{f.name})\n" for f in figures if "loss" in f.name]
+    out += ["## Leaderboard", "", "Means over seeds; RMSE ratio below 1 beats persistence.", "",
+            md_table(content.leaderboard, LEADERBOARD_COLUMNS), ""]
+    if "rmse_ratio.png" in by_name:
+        out += [f"![{by_name['rmse_ratio.png'].caption}]({figure_dir}/rmse_ratio.png)", ""]
+    out += ["## Convergence & stability", "", md_table(content.config_dynamics, CONFIG_DYNAMICS_COLUMNS), ""]
+    out += ["## Forecasts", ""]
+    if "forecasts.png" in by_name:
+        out += [f"![{by_name['forecasts.png'].caption}]({figure_dir}/forecasts.png)", ""]
+    out += ["## Claims", "", *_claims_md(content)]
+    wall = f"{repro.grid_seconds:,.1f} s" if repro.grid_seconds is not None else "not finished"
+    out += [
+        "## Reproducibility", "",
+        f"- grid {repro.grid_id}, preset {repro.preset}, {repro.dispatch} dispatch, {repro.status}",
+        f"- code version {repro.code_version}; data version {repro.data_version}",
+        f"- devices: {', '.join(repro.devices) or '–'}; torch {', '.join(repro.torch_versions) or '–'}",
+        f"- wall time {wall}; training {repro.train_seconds:,.1f} s summed over {repro.n_runs} runs "
+        f"({repro.n_reused} reused)",
+        "- libraries: " + ", ".join(f"{k} {v}" for k, v in repro.libraries.items()),
+        f"- report built {content.built_at:%Y-%m-%d %H:%M:%S} UTC", "",
+        "```json", json.dumps(repro.spec, indent=1, sort_keys=True), "```", "",
+    ]  # fmt: skip
+    return "\n".join(out)
+
+
+def render_artifact(content: ReportContent, html_uri: str, markdown_uri: str) -> str:
+    """Summary and the top of the leaderboard, linking to the full report files."""
+    lines = [f"# Report: grid {content.grid_id}", ""]
+    if content.data.synthetic:
+        lines += [f"**SYNTHETIC DATA** ({content.data.symbol}): not real prices.", ""]
+    lines += [*(f"- {line}" for line in headline(content)), ""]
+    lines += [f"[index.html]({html_uri}) · [report.md]({markdown_uri})", ""]
+    lines += [f"## Leaderboard (top {ARTIFACT_ROWS})", "",
+              md_table(content.leaderboard, LEADERBOARD_COLUMNS, limit=ARTIFACT_ROWS), ""]
+    lines += ["## Claims", ""]
+    lines += [f"{c.number}. {c.statement} **{c.verdict.value}**" for c in content.claims]
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""The sentences a report opens with, shared by the HTML page, report.md and the artifact."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from seqlab.report.claims import Claim
+from seqlab.report.content import ReportContent
+from seqlab.report.context import DataSummary
+from seqlab.report.stats import Verdict
+from seqlab.report.tables import fmt_usd
+
+VERDICT_CLASSES = {
+    Verdict.SUPPORTED: "supported",
+    Verdict.CONTRADICTED: "contradicted",
+    Verdict.INCONCLUSIVE: "inconclusive",
+    Verdict.TOO_SMALL: "too-small",
+}
+
+
+def verdict_class(verdict: Verdict) -> str:
+    return VERDICT_CLASSES[verdict]
+
+
+def _describe_config(row: dict) -> str:
+    return (f"{row['cell'].upper()} depth {row['depth']}, norm {row['norm']}, "
+            f"{row['feature_set']} features")
+
+
+def headline(content: ReportContent) -> list[str]:
+    """A few plain sentences: the winner, the baseline, the claims, what was trained."""
+    lines = []
+    best = content.best
+    if best is None:
+        lines.append("No run of this grid produced test metrics (all failed).")
+    else:
+        lines.append(
+            f"Best config by mean test RMSE: {_describe_config(best)}: "
+            f"{fmt_usd(best['test_rmse_usd'])} vs persistence {fmt_usd(best['baseline_rmse_usd'])} "
+            f"(ratio {best['rmse_ratio']:.3f}) over {best['n_runs']} seed(s)."
+        )
+    beating, scored = content.beating_baseline
+    if scored:
+        if beating == 0:
+            lines.append(f"No config beats the persistence baseline (tomorrow = today): 0 of "
+                         f"{scored} have a mean test RMSE below it.")
+        else:
+            lines.append(f"{beating} of {scored} configs beat the persistence baseline "
+                         "(tomorrow = today) on mean test RMSE.")
+    counts = content.verdict_counts()
+    lines.append("Claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".")
+    runs = content.runs
+    spec = content.reproducibility.spec
+    status = runs.group_by("status").len().sort("status") if runs.height else pl.DataFrame()
+    by_status = ", ".join(f"{n} {s}" for s, n in status.iter_rows()) if status.height else "none"
+    lines.append(
+        f"Grid {content.grid_id}: {runs.height} runs ({by_status}); cells "
+        f"{'/'.join(spec.get('cells', []))}, depths {'/'.join(map(str, spec.get('depths', [])))}, "
+        f"norms {'/'.join(spec.get('norms', []))}, features "
+        f"{'/'.join(spec.get('feature_sets', []))}, seeds {'/'.join(map(str, spec.get('seeds', [])))}, "
+        f"{spec.get('epochs')} epochs, hidden {spec.get('hidden')}."
+    )
+    return lines
+
+
+def data_facts(data: DataSummary) -> list[tuple[str, str]]:
+    """Key/value lines of the data section."""
+    gate = {True: "passed", False: "FAILED", None: "not recorded"}[data.gate_passed]
+    critical = [g for g in data.gate if g["severity"] == "critical"]
+    warned = [g["expectation"] for g in data.gate if g["severity"] != "critical" and not g["success"]]
+    gate_text = (f"{gate}: {sum(g['success'] for g in critical)} of {len(critical)} critical "
+                 "expectations met" + (f"; warnings: {', '.join(warned)}" if warned else ""))
+    facts = [
+        ("symbol", data.symbol + (" (SYNTHETIC sample, not real prices)" if data.synthetic else "")),
+        ("data version", data.data_version),
+        ("rows", f"{data.rows:,}" if data.rows is not None else "–"),
+        ("date range", f"{data.first_date} to {data.last_date}" if data.first_date else "–"),
+    ]
+    if data.train is not None and data.test is not None:
+        facts.append(("train period", f"{data.train.first} to {data.train.last} ({data.train.rows:,} days)"))
+        facts.append(("test period", f"{data.test.first} to {data.test.last} ({data.test.rows:,} days)"))
+    if data.lookback is not None:
+        facts.append(("lookback", f"{data.lookback} days, predicting the next day's close"))
+    for feature_set, columns in data.feature_columns.items():
+        facts.append((f"features '{feature_set}'", ", ".join(columns)))
+    facts.append(("rows quarantined", f"{data.rows_quarantined:,} across {len(data.sources)} ingestion(s)"))
+    facts.append(("validation gate", gate_text))
+    return facts
+
+
+def _effect(comparison) -> str:
+    r = comparison.ratio
+    return f"{r.mean:.3g} (95% CI {r.low:.3g} to {r.high:.3g}, n = {r.n})"
+
+
+def claim_reading(claim: Claim) -> str:
+    """One or two sentences saying what the verdict rests on."""
+    decided = [c for c in claim.comparisons if c.verdict is not Verdict.TOO_SMALL]
+    if claim.verdict is Verdict.TOO_SMALL:
+        reasons = sorted({c.note for c in claim.comparisons if c.note})
+        return f"This grid cannot decide it: {'; '.join(reasons) or 'too few pairs'}."
+    if claim.verdict is Verdict.CONTRADICTED:
+        c = next(c for c in decided if c.verdict is Verdict.CONTRADICTED)
+        return f"The grid says the opposite. {c.label}: {_effect(c)}; effect = {c.effect_unit}."
+    if claim.verdict is Verdict.SUPPORTED:
+        return "Supported by every comparison the grid can make. " + "; ".join(
+            f"{c.label}: {_effect(c)}" for c in decided) + "."
+    open_ones = [c for c in decided if c.verdict is Verdict.INCONCLUSIVE]
+    why = ("the interval reaches past the ×1.25 band for 'alike'" if claim.number == 3
+           else "the interval includes 1 (no difference)")
+    return "Not settled. " + "; ".join(f"{c.label}: {_effect(c)}" for c in open_ones) + f"; {why}."

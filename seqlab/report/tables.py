@@ -1,0 +1,155 @@
+"""Report tables as plain data: which columns, how each number is written, what is best.
+
+Both the HTML and the Markdown renderers use these, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+CONFIG_KEYS = ("cell", "depth", "norm", "feature_set")
+CELL_ORDER = {"rnn": 0, "lstm": 1, "gru": 2}
+NORM_ORDER = {"none": 0, "batch": 1, "layer": 2}
+
+
+def config_order() -> list[pl.Expr]:
+    """Sort keys that list configs the way the figures do: rnn, lstm, gru; none, batch, layer."""
+    return [
+        pl.col("cell").replace_strict(CELL_ORDER, default=9, return_dtype=pl.Int64),
+        pl.col("depth"),
+        pl.col("norm").replace_strict(NORM_ORDER, default=9, return_dtype=pl.Int64),
+        pl.col("feature_set"),
+    ]
+
+
+def fmt_sig(value, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits (scientific when tiny or huge); '–' if missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude < 1e-3 or magnitude >= 1e6:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def fmt_usd(value) -> str:
+    return "–" if value is None else f"${value:,.2f}"
+
+
+def fmt_pct(value) -> str:
+    """A share in 0..1 as a percentage."""
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def fmt_ratio(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def fmt_int(value) -> str:
+    return "–" if value is None else f"{int(value):,}"
+
+
+def fmt_text(value) -> str:
+    return "–" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: the frame column it shows, its header, and how values are written."""
+
+    name: str
+    header: str
+    fmt: Callable[[object], str] = fmt_text
+    numeric: bool = False
+    help: str = ""
+
+
+LEADERBOARD_COLUMNS = (
+    Column("rank", "#", fmt_int, True),
+    Column("cell", "cell"), Column("depth", "depth", fmt_int, True), Column("norm", "norm"),
+    Column("feature_set", "features"),
+    Column("n_runs", "runs", fmt_int, True),
+    Column("best_test_loss", "best test loss", fmt_sig, True),
+    Column("final_test_loss", "final test loss", fmt_sig, True),
+    Column("test_rmse_usd", "RMSE", fmt_usd, True),
+    Column("baseline_rmse_usd", "persistence RMSE", fmt_usd, True),
+    Column("rmse_ratio", "RMSE ratio", fmt_ratio, True, "model RMSE / persistence RMSE; < 1 beats it"),
+    Column("test_mae_usd", "MAE", fmt_usd, True),
+    Column("baseline_mae_usd", "persistence MAE", fmt_usd, True),
+    Column("mae_ratio", "MAE ratio", fmt_ratio, True),
+    Column("test_directional_accuracy", "direction hit", fmt_pct, True,
+           "share of test days whose up/down move the model called right"),
+    Column("baseline_directional_accuracy", "persistence direction", fmt_pct, True,
+           "persistence predicts no change, so it never calls a direction (~0% by construction)"),
+)  # fmt: skip
+
+CONFIG_DYNAMICS_COLUMNS = (
+    Column("cell", "cell"), Column("depth", "depth", fmt_int, True), Column("norm", "norm"),
+    Column("feature_set", "features"),
+    Column("epochs_to_within_10pct", "epochs to 10% of best", fmt_sig, True),
+    Column("test_auc", "test-loss AUC", fmt_sig, True),
+    Column("early_test_loss", "early test loss", fmt_sig, True),
+    Column("late_test_loss_std", "late test-loss std", fmt_sig, True),
+    Column("spike_count", "spikes", fmt_sig, True),
+)  # fmt: skip
+
+RUN_DYNAMICS_COLUMNS = (
+    Column("cell", "cell"), Column("depth", "depth", fmt_int, True), Column("norm", "norm"),
+    Column("feature_set", "features"), Column("seed", "seed", fmt_int, True),
+    Column("status", "status"),
+    Column("epochs_recorded", "epochs", fmt_int, True),
+    Column("min_test_loss", "min test loss", fmt_sig, True),
+    Column("epochs_to_within_10pct", "epochs to 10% of best", fmt_int, True),
+    Column("test_auc", "test-loss AUC", fmt_sig, True),
+    Column("early_test_loss", "early test loss", fmt_sig, True),
+    Column("late_test_loss_std", "late test-loss std", fmt_sig, True),
+    Column("spike_count", "spikes", fmt_int, True),
+)  # fmt: skip
+
+
+def run_dynamics(convergence: pl.DataFrame, stability: pl.DataFrame) -> pl.DataFrame:
+    """Convergence and stability of each run side by side (both views, one row per run)."""
+    extra = stability.select("run_id", "late_epochs", "late_test_loss_std", "late_test_loss_mean",
+                             "spike_count", "spike_epochs")
+    return convergence.join(extra, on="run_id", how="left").sort([*config_order(), pl.col("seed")])
+
+
+def config_dynamics(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per config, the mean over its seeds of every run-dynamics number."""
+    numbers = ["epochs_to_within_10pct", "test_auc", "early_test_loss", "late_test_loss_std",
+               "spike_count"]
+    return (
+        runs.group_by(list(CONFIG_KEYS))
+        .agg(*(pl.col(n).cast(pl.Float64).mean() for n in numbers), seeds=pl.len())
+        .sort(config_order())
+    )
+
+
+def best_per_cell(leaderboard: pl.DataFrame) -> pl.DataFrame:
+    """The best-ranked config (lowest mean test RMSE) of every cell."""
+    ranked = leaderboard.filter(pl.col("test_rmse_usd").is_not_null()).sort(["rank", *CONFIG_KEYS])
+    return ranked.group_by("cell", maintain_order=True).first()
+
+
+def best_run_of(runs: pl.DataFrame, config: dict) -> dict | None:
+    """The seed run of ``config`` with the lowest test RMSE (its forecasts get plotted)."""
+    match = runs.filter(
+        *(pl.col(k) == config[k] for k in CONFIG_KEYS), pl.col("test_rmse_usd").is_not_null()
+    ).sort(["test_rmse_usd", "seed"])
+    return match.row(0, named=True) if match.height else None
+
+
+def rows_for(frame: pl.DataFrame, columns: tuple[Column, ...]) -> list[list[tuple[str, object]]]:
+    """Each row as (written text, raw value) per column, for renderers."""
+    present = [c for c in columns if c.name in frame.columns]
+    return [[(c.fmt(row[c.name]), row[c.name]) for c in present] for row in frame.iter_rows(named=True)]
+
+
+def present_columns(frame: pl.DataFrame, columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    return tuple(c for c in columns if c.name in frame.columns)

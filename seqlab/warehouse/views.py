@@ -1,0 +1,148 @@
+"""Schema of the report tables and views (migration 3).
+
+The views answer the report's questions in SQL, so ``seqlab query`` gets the same numbers
+as the report without Python:
+
+- ``report_runs``: every run of every grid (through ``grid_runs``, so reused runs count
+  for each grid that reused them), with ``grid_id`` the grid it belongs to here.
+- ``leaderboard``: one row per config (cell, depth, norm, feature set) of a grid, metrics
+  averaged over its seeds. ``ok`` and ``diverged`` runs both count (a diverged run's
+  metrics come from its best epoch before it diverged); failed runs have no metrics.
+  ``rmse_ratio`` = model RMSE / persistence RMSE on the same test days: < 1 beats it.
+- ``convergence``: per run, epochs until the test loss first comes within 10% of its
+  minimum, the trapezoidal area under the test-loss curve (epochs as unit width), and the
+  mean train/test loss over the first 20% of epochs (how fast it learns early).
+- ``stability``: per run, the standard deviation and mean of the test loss over the last
+  20% of epochs (at least one), and spikes: epochs whose test loss exceeds twice the
+  median of the ``SPIKE_WINDOW`` epochs before it.
+- ``claims``: the verdicts of the latest report of each grid. They come from bootstrap
+  resampling (seqlab.report.stats), which SQL cannot express, so the report build writes
+  them to ``claim_results`` and this view picks the newest build.
+
+Epochs with a missing or non-finite loss (a diverged run's last epoch) are left out.
+"""
+
+from __future__ import annotations
+
+SPIKE_WINDOW = 10
+EARLY_FRACTION = 0.2
+LATE_FRACTION = 0.2
+
+_CURVE = f"""
+    SELECT rr.grid_id, rr.run_id, rr.cell, rr.depth, rr.norm, rr.feature_set, rr.seed,
+        rr.status, e.epoch, e.train_loss, e.test_loss,
+        row_number() OVER run_order AS position,
+        count(*) OVER run_all AS n_epochs,
+        min(e.test_loss) OVER run_all AS min_test_loss,
+        median(e.test_loss) OVER (
+            run_order ROWS BETWEEN {SPIKE_WINDOW} PRECEDING AND 1 PRECEDING
+        ) AS rolling_median
+    FROM report_runs rr JOIN epoch_metrics e ON e.run_id = rr.run_id
+    WHERE e.test_loss IS NOT NULL AND isfinite(e.test_loss)
+    WINDOW run_all AS (PARTITION BY rr.grid_id, rr.run_id),
+        run_order AS (PARTITION BY rr.grid_id, rr.run_id ORDER BY e.epoch)
+"""
+
+REPORT_TABLES_SQL = f"""
+CREATE TABLE reports (
+    report_id VARCHAR PRIMARY KEY,
+    grid_id VARCHAR NOT NULL,
+    built_at TIMESTAMP NOT NULL,
+    out_dir VARCHAR NOT NULL,
+    html_path VARCHAR NOT NULL,
+    markdown_path VARCHAR NOT NULL,
+    figures VARCHAR NOT NULL,         -- JSON list of figure files beside report.md
+    n_runs BIGINT NOT NULL,
+    claims_summary VARCHAR NOT NULL,  -- JSON {{claim number: verdict}}
+    html_bytes BIGINT,
+    seconds DOUBLE,
+    seqlab_version VARCHAR
+);
+-- One row per comparison behind a claim; claim_verdict repeats the claim's overall verdict.
+CREATE TABLE claim_results (
+    report_id VARCHAR NOT NULL,
+    grid_id VARCHAR NOT NULL,
+    claim_no INTEGER NOT NULL,
+    claim VARCHAR NOT NULL,
+    claim_verdict VARCHAR NOT NULL,
+    comparison VARCHAR NOT NULL,
+    verdict VARCHAR NOT NULL,
+    effect DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+    effect_unit VARCHAR,
+    n_pairs BIGINT NOT NULL,
+    method VARCHAR NOT NULL,
+    note VARCHAR,
+    PRIMARY KEY (report_id, claim_no, comparison)
+);
+CREATE VIEW report_runs AS
+SELECT gr.grid_id, gr.reused, r.grid_id AS trained_in_grid, r.* EXCLUDE (grid_id)
+FROM grid_runs gr JOIN runs r ON r.run_id = gr.run_id;
+
+CREATE VIEW leaderboard AS
+WITH per_config AS (
+    SELECT grid_id, cell, depth, norm, feature_set,
+        count(*) AS n_runs,
+        count(*) FILTER (WHERE status = 'ok') AS n_ok,
+        count(*) FILTER (WHERE status = 'diverged') AS n_diverged,
+        count(*) FILTER (WHERE status = 'failed') AS n_failed,
+        avg(best_test_loss) AS best_test_loss,
+        stddev_samp(best_test_loss) AS best_test_loss_std,
+        avg(final_test_loss) AS final_test_loss,
+        avg(test_rmse_usd) AS test_rmse_usd,
+        avg(test_mae_usd) AS test_mae_usd,
+        avg(test_mape_pct) AS test_mape_pct,
+        avg(test_directional_accuracy) AS test_directional_accuracy,
+        avg(baseline_rmse_usd) FILTER (WHERE test_rmse_usd IS NOT NULL) AS baseline_rmse_usd,
+        avg(baseline_mae_usd) FILTER (WHERE test_mae_usd IS NOT NULL) AS baseline_mae_usd,
+        avg(baseline_directional_accuracy)
+            FILTER (WHERE test_rmse_usd IS NOT NULL) AS baseline_directional_accuracy
+    FROM report_runs
+    GROUP BY grid_id, cell, depth, norm, feature_set
+)
+SELECT rank() OVER (PARTITION BY grid_id ORDER BY test_rmse_usd ASC NULLS LAST) AS rank,
+    *,
+    test_rmse_usd / baseline_rmse_usd AS rmse_ratio,
+    test_mae_usd / baseline_mae_usd AS mae_ratio,
+    test_rmse_usd < baseline_rmse_usd AS beats_baseline
+FROM per_config;
+
+CREATE VIEW convergence AS
+WITH curve AS ({_CURVE})
+SELECT grid_id, run_id, cell, depth, norm, feature_set, seed, status,
+    max(n_epochs) AS epochs_recorded,
+    min(test_loss) AS min_test_loss,
+    arg_min(epoch, test_loss) AS min_test_epoch,
+    min(epoch) FILTER (WHERE test_loss <= 1.1 * min_test_loss) AS epochs_to_within_10pct,
+    sum(test_loss) - (arg_min(test_loss, epoch) + arg_max(test_loss, epoch)) / 2 AS test_auc,
+    avg(test_loss) FILTER (
+        WHERE position <= greatest(1, ceil({EARLY_FRACTION} * n_epochs))
+    ) AS early_test_loss,
+    avg(train_loss) FILTER (
+        WHERE position <= greatest(1, ceil({EARLY_FRACTION} * n_epochs))
+    ) AS early_train_loss
+FROM curve
+GROUP BY grid_id, run_id, cell, depth, norm, feature_set, seed, status;
+
+CREATE VIEW stability AS
+WITH curve AS ({_CURVE})
+SELECT grid_id, run_id, cell, depth, norm, feature_set, seed, status,
+    max(n_epochs) AS epochs_recorded,
+    CAST(greatest(1, ceil({LATE_FRACTION} * max(n_epochs))) AS BIGINT) AS late_epochs,
+    stddev_samp(test_loss) FILTER (
+        WHERE position > n_epochs - greatest(1, ceil({LATE_FRACTION} * n_epochs))
+    ) AS late_test_loss_std,
+    avg(test_loss) FILTER (
+        WHERE position > n_epochs - greatest(1, ceil({LATE_FRACTION} * n_epochs))
+    ) AS late_test_loss_mean,
+    count(*) FILTER (WHERE test_loss > 2 * rolling_median) AS spike_count,
+    coalesce(
+        list(epoch ORDER BY epoch) FILTER (WHERE test_loss > 2 * rolling_median), []
+    ) AS spike_epochs
+FROM curve
+GROUP BY grid_id, run_id, cell, depth, norm, feature_set, seed, status;
+
+CREATE VIEW claims AS
+SELECT c.* FROM claim_results c
+JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GROUP BY grid_id)
+    latest ON latest.grid_id = c.grid_id AND latest.report_id = c.report_id;
+"""
