@@ -71,7 +71,8 @@ class TrainResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainResult:
-        """Rebuild from :meth:`to_dict` output (None losses stay None)."""
+        """Rebuild from :meth:`to_dict` output; None losses stay None, unknown keys are ignored
+        (results stored by a newer version still load)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
