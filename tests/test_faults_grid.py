@@ -100,7 +100,7 @@ def test_missing_shard_results_are_recorded_as_failed_runs(tmp_path, coincodex_p
 
 def test_a_crashing_run_is_an_outcome_not_an_exception(tmp_path, coincodex_prices):
     prices = tmp_path / "prices.parquet"
-    coincodex_prices.head(50).write_parquet(prices)  # far too short for lookback 30
+    coincodex_prices.head(20).write_parquet(prices)  # far too short for lookback 30
     from seqlab.engine.config import TrainConfig
 
     request = RunRequest(run_id="short", config=TrainConfig(epochs=1).to_dict(), symbol="ETH",

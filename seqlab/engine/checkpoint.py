@@ -72,7 +72,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or foreign file: torch raises many kinds
+        raise ValueError(f"{path} is not a readable seqlab checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a seqlab checkpoint ({CHECKPOINT_FORMAT})")
     model = StackedRNN(ModelConfig(**payload["model_config"]))
