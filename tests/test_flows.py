@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -21,10 +23,23 @@ def workspace(tmp_path_factory, prefect_harness):
 
 
 @pytest.fixture(scope="module")
-def first_grid(workspace):
-    from seqlab.flows.train import train_grid
+def first_run(workspace):
+    from seqlab.flows.pipeline import pipeline
 
-    return train_grid(data=str(COINCODEX), symbol="ETH", **TINY, **workspace)
+    return pipeline(data=str(COINCODEX), symbol="ETH", **TINY, **workspace)
+
+
+@pytest.fixture(scope="module")
+def first_grid(first_run):
+    return first_run["grid"]
+
+
+def test_pipeline_ingests_gates_trains_and_reports(first_run):
+    assert first_run["ingest"][0]["rows_valid"] == 3654 and first_run["ingest"][0]["gate_passed"]
+    report = first_run["report"]
+    assert report["grid_id"] == first_run["grid"]["grid_id"]
+    for key in ("html_path", "markdown_path"):
+        assert Path(report[key]).is_file()
 
 
 def test_grid_trains_and_stores_every_config(first_grid, workspace):

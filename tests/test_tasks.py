@@ -1,0 +1,57 @@
+"""Task functions called directly (no Prefect run): the gate, reuse, bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from seqlab.engine.config import TrainConfig
+from seqlab.grid import PRESETS
+from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runs import RunOutcome, outcome_frames, plan_requests
+from seqlab.tasks.grid import GateClosed, require_gate, reused_runs
+from seqlab.tasks.train import snapshot_prices
+from seqlab.warehouse import query
+from seqlab.warehouse.runs import start_grid, store_run_results
+from tests.conftest import COINCODEX
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tasks")
+    path = folder / "w.duckdb"
+    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=path, docs_dir=folder / "docs"))
+    return path
+
+
+def test_gate_gives_the_current_version_or_refuses(warehouse):
+    gate = require_gate.fn(warehouse, "ETH")
+    assert gate["rows"] == 3654 and len(gate["data_version"]) == 64
+    with pytest.raises(GateClosed, match="refusing to train on BTC"):
+        require_gate.fn(warehouse, "BTC")
+
+
+def test_snapshot_is_named_by_data_version_and_matches_the_prices(warehouse, tmp_path):
+    import polars as pl
+
+    version = require_gate.fn(warehouse, "ETH")["data_version"]
+    path = snapshot_prices.fn(warehouse, "ETH", version, tmp_path)
+    assert version[:16] in path
+    frame = pl.read_parquet(path)
+    assert frame.height == 3654 and frame["date"].is_sorted()
+
+
+def test_reuse_splits_finished_runs_from_the_rest(warehouse, tmp_path):
+    configs = [TrainConfig(cell=c, epochs=1, hidden=4) for c in ("rnn", "gru")]
+    requests = plan_requests(configs, symbol="ETH", data_version="dv", code="c",
+                             prices_path="unused", checkpoint_dir=str(tmp_path))
+    start_grid(warehouse, grid_id="g1", symbol="ETH", preset="tiny", spec=PRESETS["tiny"].to_dict(),
+               spec_key="k", data_version="dv", code_version="c", dispatch="local", n_configs=2)
+    fake = {"status": "ok", "train_loss": [0.5], "test_loss": [0.4], "epoch_seconds": [0.1],
+            "predictions": {}, "device": "cpu"}
+    store_run_results(warehouse, "g1", outcome_frames([RunOutcome(requests[0], fake)], "g1").as_dict())
+    todo, reused = reused_runs.fn(warehouse, "g2", requests, force=False)
+    assert reused == [requests[0].run_id] and todo == [requests[1]]
+    todo, reused = reused_runs.fn(warehouse, "g3", requests, force=True)
+    assert reused == [] and todo == requests
+    links = query(warehouse, "SELECT grid_id, reused FROM grid_runs ORDER BY grid_id")
+    assert links.rows() == [("g1", False), ("g2", True)]
