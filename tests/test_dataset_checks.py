@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -136,3 +137,13 @@ def test_data_docs_are_written(coincodex_prices, tmp_path):
     assert len(pages) == 1
     page = pages[0].read_text()
     assert all(column in page for column in ("gap_days", "close_outside_range", "age_days"))
+
+
+def test_data_docs_accept_a_relative_folder(coincodex_prices, tmp_path, monkeypatch):
+    # `make run` uses the default data/output/... which is relative to the working directory.
+    from seqlab.checks.dataset import check_dataset
+
+    monkeypatch.chdir(tmp_path)
+    result = check_dataset(coincodex_prices, symbol="ETH", docs_dir=Path("data/docs"))
+    assert result.docs_path == tmp_path / "data" / "docs" / "index.html"
+    assert result.docs_path.is_file()

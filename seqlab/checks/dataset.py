@@ -149,7 +149,8 @@ def _build_context(docs_dir: Path | None) -> AbstractDataContext:
             "class_name": "SiteBuilder",
             "store_backend": {
                 "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir),
+                # GX refuses a relative base directory without a project root.
+                "base_directory": str(Path(docs_dir).resolve()),
             },
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         }
@@ -219,6 +220,6 @@ def check_dataset(
     docs_path = None
     if docs_dir is not None:
         context.build_data_docs(site_names=["seqlab"])
-        docs_path = Path(docs_dir) / "index.html"
+        docs_path = Path(docs_dir).resolve() / "index.html"
     passed = all(o.success for o in outcomes if o.severity == CRITICAL)
     return DatasetValidation(symbol=symbol, passed=passed, outcomes=outcomes, docs_path=docs_path)
