@@ -1,0 +1,348 @@
+"""GPU training throughput: reference loop, eager engine, graphed engine and packed graphs.
+
+Sections run in order, each guarded (a failure prints its traceback and the next section
+runs, so one bug never loses every number):
+
+1. correctness: graphed vs eager losses (3 epochs, 2 configs), packed vs graphed alone;
+2. per config (lookback 60, hidden 64, batch 64): reference loop (DataLoader over CPU
+   tensors, per-batch ``.to(device)``, ``loss.item()`` every step), engine eager
+   (``train_config``), engine graphed (``train_config_graphed``): median epoch seconds;
+3. packed: aggregate epochs/s over a sample of the ``study`` grid for each pack size,
+   peak GPU memory, and the reference loop on part of the same sample;
+4. projection: wall time of the full ``study`` preset (216 runs x 2,000 epochs) at the
+   best packed throughput, and the pack size ``choose_pack_size`` would pick.
+
+    python benchmarks/bench_gpu.py [--device cuda] [--json PATH] [--epochs N] [--warmup N]
+                                   [--sample N] [--pack-sizes 1 8 32]
+    python benchmarks/bench_gpu.py --device cpu --epochs 1 --warmup 0 --sample 4 --pack-sizes 1 2 --days 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from seqlab.engine import TrainConfig, train_config  # noqa: E402
+from seqlab.engine.graphed import train_config_graphed  # noqa: E402
+from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack  # noqa: E402
+from seqlab.features import build_features  # noqa: E402
+from seqlab.grid import PRESETS, build_grid  # noqa: E402
+from seqlab.models import StackedRNN  # noqa: E402
+
+COINCODEX = REPO_ROOT.parent / "shared" / "data" / "real" / "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
+PER_CONFIG = [("lstm", 1, "none"), ("lstm", 4, "layer"), ("gru", 4, "batch"), ("rnn", 1, "none")]
+CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},
+               {"cell": "gru", "depth": 4, "norm": "batch", "grad_clip": 1.0}]
+STUDY_RUNS, STUDY_EPOCHS = 216, 2000
+
+
+def load_prices() -> tuple[pl.DataFrame, str]:
+    """Every canonical price column of the real CoinCodex file, else a generated walk."""
+    if COINCODEX.is_file():
+        frame = pl.read_csv(COINCODEX, encoding="utf8-lossy")
+        frame = frame.rename({frame.columns[0]: "Start"})
+        prices = frame.select(
+            pl.col("Start").str.to_date("%Y-%m-%d").alias("date"),
+            *(pl.col(src).cast(pl.Float64).alias(dst) for src, dst in (
+                ("Open", "open"), ("High", "high"), ("Low", "low"), ("Close", "close"),
+                ("Volume", "volume"), ("Market Cap", "market_cap"))),
+        ).sort("date")
+        return prices, f"real: {COINCODEX.name}"
+    rng = np.random.default_rng(0)
+    days = 3654
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.001, 0.04, days)))
+    dates = np.datetime64("2015-08-08") + np.arange(days).astype("timedelta64[D]")
+    return pl.DataFrame({
+        "date": dates, "open": close * 0.99, "high": close * 1.02, "low": close * 0.97,
+        "close": close, "volume": close * 1e6, "market_cap": close * 1e8,
+    }), "generated: geometric random walk"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reference_epochs(config: TrainConfig, prices: pl.DataFrame, device: torch.device,
+                     warmup: int, timed: int) -> list[float]:
+    """Seconds of ``timed`` epochs of the plain loop, after ``warmup`` epochs."""
+    data = build_features(prices, config.feature_spec())
+    torch.manual_seed(config.seed)
+    model = StackedRNN(config.model_config(data.n_features)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loader = DataLoader(TensorDataset(torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)),
+                        batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    seconds = []
+    for epoch in range(warmup + timed):
+        sync(device)
+        start = time.perf_counter()
+        model.train()
+        total = 0.0
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.mse_loss(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(xb)
+        sync(device)
+        if epoch >= warmup:
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def max_rel_diff(a: list[float], b: list[float]) -> float:
+    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a_.shape != b_.shape:
+        return float("inf")
+    return float(np.max(np.abs(a_ - b_) / np.maximum(np.abs(b_), 1e-12))) if a_.size else 0.0
+
+
+def peak_bytes(device: torch.device) -> int | None:
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def section_correctness(args, prices, device) -> dict:
+    out = {"checks": []}
+    configs = [TrainConfig(**{"lookback": 60, "hidden": 64, "batch_size": 64, "epochs": 3,
+                              "device": str(device), **case}) for case in CORRECTNESS]
+    graphed = []
+    for config in configs:
+        eager = train_config(config, prices)
+        result = train_config_graphed(config, prices)
+        graphed.append(result)
+        diff = max(max_rel_diff(result.train_loss, eager.train_loss),
+                   max_rel_diff(result.test_loss, eager.test_loss))
+        check = {"what": f"graphed vs eager {config.cell} d{config.depth} {config.norm}",
+                 "graph": result.determinism.get("graph"), "max_rel_diff": diff,
+                 "pass": diff <= 1e-3, "within_1e-4": diff <= 1e-4,
+                 "eager_train": eager.train_loss, "graphed_train": result.train_loss}
+        out["checks"].append(check)
+        print(f"  {check['what']}: graph={check['graph']}; max rel diff {diff:.3e} -> "
+              f"{'PASS' if check['pass'] else 'FAIL'} (<=1e-4: {check['within_1e-4']})", flush=True)
+    packed = train_pack(configs, prices)
+    for config, member, alone in zip(configs, packed, graphed, strict=True):
+        diff = max(max_rel_diff(member.train_loss, alone.train_loss),
+                   max_rel_diff(member.test_loss, alone.test_loss))
+        check = {"what": f"packed vs graphed alone {config.cell} d{config.depth} {config.norm}",
+                 "pack": member.determinism.get("pack"), "max_rel_diff": diff, "pass": diff <= 1e-4}
+        out["checks"].append(check)
+        print(f"  {check['what']}: pack={check['pack']}; max rel diff {diff:.3e} -> "
+              f"{'PASS' if check['pass'] else 'FAIL'}", flush=True)
+    out["all_pass"] = all(c["pass"] for c in out["checks"])
+    return out
+
+
+def timed_median(result, warmup: int) -> float:
+    seconds = result.epoch_seconds[warmup:] or result.epoch_seconds
+    return statistics.median(seconds)
+
+
+def section_per_config(args, prices, device) -> dict:
+    rows = []
+    print(f"  {'cell':<5}{'depth':>6} {'norm':<6}{'ref ep/s':>10}{'eager ep/s':>11}{'graph ep/s':>11}"
+          f"{'graph/ref':>10}{'eager/ref':>10}{'setup s':>8}{'peak MiB':>9}  graph", flush=True)
+    for cell, depth, norm in PER_CONFIG:
+        row = {"cell": cell, "depth": depth, "norm": norm}
+        try:
+            config = TrainConfig(cell=cell, depth=depth, norm=norm, lookback=60, hidden=64, batch_size=64,
+                                 epochs=args.warmup + args.epochs, device=str(device))
+            row["reference_s"] = statistics.median(
+                reference_epochs(config, prices, device, args.warmup, args.epochs))
+            row["eager_s"] = timed_median(train_config(config, prices), args.warmup)
+            reset_peak(device)
+            graphed = train_config_graphed(config, prices)
+            row["graphed_s"] = timed_median(graphed, args.warmup)
+            row["graph"] = graphed.determinism.get("graph")
+            row["graphed_setup_s"] = graphed.seconds - sum(graphed.epoch_seconds)
+            row["peak_bytes"] = peak_bytes(device)
+            row["n_train"] = graphed.n_train
+            row["graphed_speedup"] = row["reference_s"] / row["graphed_s"]
+            row["eager_speedup"] = row["reference_s"] / row["eager_s"]
+            peak = row["peak_bytes"] / 2**20 if row["peak_bytes"] else float("nan")
+            print(f"  {cell:<5}{depth:>6} {norm:<6}{1 / row['reference_s']:>10.1f}{1 / row['eager_s']:>11.1f}"
+                  f"{1 / row['graphed_s']:>11.1f}{row['graphed_speedup']:>9.2f}x{row['eager_speedup']:>9.2f}x"
+                  f"{row['graphed_setup_s']:>8.2f}{peak:>9.1f}  {row['graph']}", flush=True)
+        except Exception:  # keep the other configs' numbers
+            row["error"] = traceback.format_exc()
+            print(f"  {cell} d{depth} {norm}: FAILED\n{row['error']}", flush=True)
+        rows.append(row)
+    return {"rows": rows}
+
+
+def study_sample(args, device) -> list[TrainConfig]:
+    grid = build_grid(PRESETS["study"])
+    rng = random.Random(0)
+    picked = rng.sample(grid, min(args.sample, len(grid)))
+    return [replace(c, epochs=args.warmup + args.epochs, device=str(device)) for c in picked]
+
+
+def section_packed(args, prices, device) -> dict:
+    sample = study_sample(args, device)
+    mix = sorted({(c.cell, c.depth, c.norm) for c in sample})
+    print(f"  sample: {len(sample)} study configs (lookback {sample[0].lookback}, hidden {sample[0].hidden}); "
+          f"{len(mix)} distinct cell/depth/norm", flush=True)
+    out: dict = {"sample": [c.to_dict() for c in sample], "sizes": {}}
+    n_ref = min(args.reference_sample, len(sample))
+    try:
+        seconds = [s for c in sample[:n_ref] for s in reference_epochs(c, prices, device, args.warmup, args.epochs)]
+        out["reference_eps"] = len(seconds) / sum(seconds)
+        print(f"  reference loop over the first {n_ref} sample configs: {out['reference_eps']:.1f} epochs/s",
+              flush=True)
+    except Exception:
+        out["reference_error"] = traceback.format_exc()
+        print(f"  reference on sample FAILED\n{out['reference_error']}", flush=True)
+    for size in args.pack_sizes:
+        try:
+            reset_peak(device)
+            wall = time.perf_counter()
+            model_epochs, epoch_wall, statuses = 0, 0.0, {}
+            for pack in plan_packs(sample, size):
+                results = train_pack(pack, prices)
+                timed = results[0].epoch_seconds[args.warmup:] or results[0].epoch_seconds
+                if results[0].determinism.get("pack", {}).get("mode") == "streams":
+                    epoch_wall += sum(timed)  # members share the pack's epochs
+                    model_epochs += len(timed) * len(results)
+                else:  # members ran one after another
+                    for r in results:
+                        t = r.epoch_seconds[args.warmup:] or r.epoch_seconds
+                        epoch_wall += sum(t)
+                        model_epochs += len(t)
+                for r in results:
+                    mode = f"{r.determinism.get('graph')} / {r.determinism.get('pack', {}).get('mode')}"
+                    statuses[mode] = statuses.get(mode, 0) + 1
+            wall = time.perf_counter() - wall
+            entry = {"aggregate_eps": model_epochs / epoch_wall, "wall_s": wall,
+                     "setup_s_per_model": max(0.0, wall - epoch_wall) / len(sample),
+                     "peak_bytes": peak_bytes(device), "statuses": statuses}
+            if out.get("reference_eps"):
+                entry["vs_reference"] = entry["aggregate_eps"] / out["reference_eps"]
+            out["sizes"][size] = entry
+            peak = entry["peak_bytes"] / 2**20 if entry["peak_bytes"] else float("nan")
+            print(f"  pack {size:>3}: {entry['aggregate_eps']:>8.1f} epochs/s aggregate "
+                  f"({entry.get('vs_reference', float('nan')):.1f}x reference), setup "
+                  f"{entry['setup_s_per_model']:.2f} s/model, peak {peak:.1f} MiB, {statuses}", flush=True)
+        except Exception:
+            out["sizes"][size] = {"error": traceback.format_exc()}
+            print(f"  pack {size}: FAILED\n{out['sizes'][size]['error']}", flush=True)
+    return out
+
+
+def section_projection(packed: dict, device) -> dict:
+    sizes = {s: e for s, e in packed["sizes"].items() if "aggregate_eps" in e}
+    best = max(sizes, key=lambda s: sizes[s]["aggregate_eps"])
+    eps, setup = sizes[best]["aggregate_eps"], sizes[best]["setup_s_per_model"]
+    seconds = STUDY_RUNS * STUDY_EPOCHS / eps + STUDY_RUNS * setup
+    out = {"best_pack_size": best, "best_aggregate_eps": eps, "projected_study_s": seconds,
+           "projected_study_min": seconds / 60, "target_min": 45, "pass": seconds / 60 < 45}
+    largest = max(sizes)
+    if device.type == "cuda" and sizes[largest]["peak_bytes"]:
+        free, _ = torch.cuda.mem_get_info(device)
+        per_model = sizes[largest]["peak_bytes"] / largest
+        measured = {s: e["aggregate_eps"] for s, e in sizes.items()}
+        out["bytes_per_model"] = per_model
+        out["chosen_pack_size"] = choose_pack_size(free, int(per_model), measured)
+    print(f"  best pack size {best}: {eps:.1f} epochs/s -> study ({STUDY_RUNS} runs x {STUDY_EPOCHS} epochs) "
+          f"projected {out['projected_study_min']:.1f} min (incl. {setup:.2f} s setup/run) -> "
+          f"{'PASS' if out['pass'] else 'FAIL'} (< 45 min); choose_pack_size -> {out.get('chosen_pack_size')}",
+          flush=True)
+    return out
+
+
+def targets(summary: dict) -> dict:
+    rows = {(r["cell"], r["depth"], r["norm"]): r for r in summary.get("per_config", {}).get("rows", [])}
+    checks = {}
+    lstm1, lstm4 = rows.get(("lstm", 1, "none"), {}), rows.get(("lstm", 4, "layer"), {})
+    if "graphed_speedup" in lstm1:
+        checks["lstm d1 graphed >= 8x reference"] = lstm1["graphed_speedup"] >= 8
+    if "graphed_speedup" in lstm4:
+        checks["lstm d4 layer graphed >= 5x reference"] = lstm4["graphed_speedup"] >= 5
+    sizes = summary.get("packed", {}).get("sizes", {})
+    ratios = [e["vs_reference"] for e in sizes.values() if "vs_reference" in e]
+    if ratios:
+        checks["packed aggregate >= 20x reference"] = max(ratios) >= 20
+    if "pass" in summary.get("projection", {}):
+        checks["study projected < 45 min"] = summary["projection"]["pass"]
+    for name, ok in checks.items():
+        print(f"  {name}: {'PASS' if ok else 'FAIL'}", flush=True)
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda | cuda:N | cpu (smoke test)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per measurement")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed epochs before them")
+    parser.add_argument("--sample", type=int, default=32, help="study configs in the packed sample")
+    parser.add_argument("--reference-sample", type=int, default=4,
+                        help="sample configs the reference loop is timed on")
+    parser.add_argument("--pack-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--days", type=int, default=None,
+                        help="use only the last N days (quick CPU smoke tests)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["correctness", "per_config", "packed"])
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    prices, source = load_prices()
+    if args.days:
+        prices, source = prices.tail(args.days), f"{source} (last {args.days} days)"
+    summary: dict = {"device": str(device), "torch": str(torch.__version__), "data": source,
+                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                     "epochs_timed": args.epochs, "warmup": args.warmup, "errors": {}}
+    print(f"device {summary['device_name']} ({device}); torch {torch.__version__}; data {source}; "
+          f"{args.warmup} warm-up + {args.epochs} timed epochs", flush=True)
+    sections = [("correctness", section_correctness), ("per_config", section_per_config),
+                ("packed", section_packed)]
+    started = time.perf_counter()
+    for name, run in sections:
+        if name in args.skip:
+            continue
+        print(f"== {name}", flush=True)
+        try:
+            summary[name] = run(args, prices, device)
+        except Exception:  # print and go on: later sections still report
+            summary["errors"][name] = traceback.format_exc()
+            print(f"  section {name} FAILED\n{summary['errors'][name]}", flush=True)
+        print(f"  ({time.perf_counter() - started:.0f} s so far)", flush=True)
+    print("== projection", flush=True)
+    try:
+        summary["projection"] = section_projection(summary["packed"], device)
+    except Exception:
+        summary["errors"]["projection"] = traceback.format_exc()
+        print(f"  section projection FAILED\n{summary['errors']['projection']}", flush=True)
+    print("== targets", flush=True)
+    summary["targets"] = targets(summary)
+    summary["total_s"] = time.perf_counter() - started
+    print(f"total {summary['total_s']:.0f} s", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
