@@ -55,11 +55,19 @@ def sniff_separator(header: str) -> str:
     return max(_SEPARATORS, key=lambda sep: len(split_line(header, sep)))
 
 
+def base_asset(symbol: str) -> str:
+    """The traded asset a symbol names: ``ETH`` for ``ETH``, ``ETH-USD``, ``ETH/USD``, ``ETH_1``.
+
+    Base-volume headers name the asset (``Volume ETH``), whatever the symbol stored under.
+    """
+    return re.split(r"[-/_:. ]", symbol.strip(), maxsplit=1)[0]
+
+
 def _resolve_fields(layout: Layout, keys: list[str], symbol: str) -> dict[str, int]:
     resolved: dict[str, int] = {}
     for column, names in layout.fields.items():
         for name in names:
-            name = name_key(name.format(base=symbol))
+            name = name_key(name.format(base=base_asset(symbol)))
             if name in keys:
                 resolved[column] = keys.index(name)
                 break

@@ -16,7 +16,7 @@ from seqlab.ingest import lines as text
 from seqlab.ingest import table
 from seqlab.ingest.detect import detect_layout, sniff_separator
 from seqlab.ingest.layouts import describe_expected, split_line
-from seqlab.ingest.rejects import reject_detail, reject_rule
+from seqlab.ingest.rejects import is_rejected, may_be_rejected, reject_detail, reject_rule
 from seqlab.ingest.sources import RawSource, SourceError
 from seqlab.ingest.table import VALUE_COLUMNS
 from seqlab.schemas.canonical import PARSED_SCHEMA, REJECT_SCHEMA
@@ -58,7 +58,20 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
         frame = table.add_suspect_texts(frame, detected)
     except (ValueError, pl.exceptions.PolarsError) as error:
         raise SourceError(f"{raw.name}: cannot split into lines and fields ({error})") from error
-    frame = frame.with_columns(reject_rule(detected))
+    rows_read = frame.height
+    # Rules are named on the rejected lines only; a mask is all the other lines need, and
+    # the full checks run only where the cheap one says a rule could apply.
+    rejected = frame.select(may_be_rejected(detected)).to_series()
+    if rejected.any():
+        suspects = rejected.arg_true()
+        confirmed = frame[suspects].select(is_rejected(detected)).to_series()
+        rejected = rejected.scatter(suspects, confirmed)
+    rejects = (
+        frame.filter(rejected)
+        .with_columns(reject_rule(detected))
+        .with_columns(reject_detail(detected, quoted))
+        .select(pl.col("line"), pl.col("raw").fill_null(""), pl.col("rule"), pl.col("detail"))
+    )
     rows = frame.select(
         pl.lit(symbol, dtype=pl.String).alias("symbol"),
         pl.col("date"),
@@ -67,19 +80,14 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
         pl.col("raw"),
         pl.col("time_of_day_s"),
     )
-    rejected = frame.get_column("rule").is_not_null()
-    rejects = (
-        frame.filter(rejected)
-        .with_columns(reject_detail(detected, quoted))
-        .select(pl.col("line"), pl.col("raw").fill_null(""), pl.col("rule"), pl.col("detail"))
-    )
+    del frame  # its text and helper columns can go before the filter below copies the rest
     if rejects.height:  # filtering copies every column, so only when something was refused
         rows = rows.filter(~rejected)
     return ParsedSource(
         source=raw.name,
         sha256=raw.sha256,
         layout=detected.layout.name,
-        rows_read=frame.height,
+        rows_read=rows_read,
         rows=_conform(rows, PARSED_SCHEMA),
         rejects=_conform(rejects, REJECT_SCHEMA),
     )

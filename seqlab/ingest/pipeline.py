@@ -13,7 +13,7 @@ from pathlib import Path
 
 from seqlab.checks.dataset import DatasetCheckConfig, DatasetValidation, check_dataset
 from seqlab.ingest.parse import ParsedSource, parse_source
-from seqlab.ingest.sources import RawSource, read_sources
+from seqlab.ingest.sources import RawSource, iter_sources
 from seqlab.schemas.prices import RowValidation, validate_rows
 from seqlab.warehouse import (
     IngestRecord,
@@ -110,6 +110,9 @@ def ingest_raw(raw: RawSource, options: IngestOptions) -> IngestSummary:
     started_at = datetime.now(UTC)
     parsed = parse_source(raw, symbol=options.symbol)
     validation = validate_rows(parsed.rows, today=options.today)
+    # Only validation reads the parsed rows (with every line's raw text, as big as the file);
+    # letting them go before the store keeps them out of the peak memory of big files.
+    parsed.rows = parsed.rows.clear()
     stored = store_parsed(parsed, validation, options, started_at)
     gate = gate_dataset(options, stored.data_version)
     return summarize(parsed, validation, stored, gate, options, time.perf_counter() - started)
@@ -146,5 +149,13 @@ def summarize(
 
 
 def ingest_source(source: str, options: IngestOptions) -> list[IngestSummary]:
-    """Ingest every file a source names (file, folder, glob or URL), one transaction each."""
-    return [ingest_raw(raw, options) for raw in read_sources(source)]
+    """Ingest every file a source names (file, folder, glob or URL), one transaction each.
+
+    Files are read one at a time, so a folder never sits in memory whole; a file that cannot
+    be read or parsed raises SourceError after the files before it were stored.
+    """
+    summaries = []
+    for raw in iter_sources(source):
+        summaries.append(ingest_raw(raw, options))
+        del raw  # this file's bytes go before the next file is read
+    return summaries

@@ -52,28 +52,59 @@ def _close_mismatch() -> pl.Expr:
     return ((close - close_price).abs() > CLOSE_TOLERANCE * close_price.abs()).fill_null(False)
 
 
+def _rule_conditions(detected: DetectedLayout) -> list[tuple[str, pl.Expr]]:
+    """Each rule with the condition (never null) under which a line breaks it, in order."""
+    numbers = number_columns(detected)
+    all_missing = [value(column).is_null() & is_null_token(field(column)) for column in numbers]
+    conditions = [
+        ("empty_line", pl.col("raw").is_null()),
+        ("wrong_field_count", ~pl.col("fields_ok")),
+        ("null_row", pl.all_horizontal(all_missing) if all_missing else pl.lit(False)),
+        ("unparseable_date", pl.col("date").is_null()),
+        ("unparseable_number", pl.any_horizontal([_unreadable(column) for column in numbers])),
+    ]
+    if "close_price" in detected.columns and "close" in detected.columns:
+        conditions.append(("close_mismatch", _close_mismatch()))
+    return [(rule, condition.fill_null(False)) for rule, condition in conditions]
+
+
+def is_rejected(detected: DetectedLayout) -> pl.Expr:
+    """True where a line breaks any rule (``reject_rule`` is not NULL), as a mask.
+
+    Lets the caller name the rule on the rejected lines only: a full-length column of rule
+    names costs more time and memory than all the checks together on big clean files.
+    """
+    return pl.any_horizontal([condition for _, condition in _rule_conditions(detected)])
+
+
+def may_be_rejected(detected: DetectedLayout) -> pl.Expr:
+    """A cheap superset of ``is_rejected``: every rule needs a blank line, a wrong field
+    count, a missing date or number, or (with ``close_price``) a close to compare.
+
+    Telling an empty cell from junk text (``is_null_token``) costs a string lookup per field;
+    this mask lets the caller pay it on the few lines where a value is missing.
+    """
+    needs = [
+        pl.col("raw").is_null(),
+        ~pl.col("fields_ok"),
+        pl.col("date").is_null(),
+        *[value(column).is_null() for column in number_columns(detected)],
+    ]
+    if "close_price" in detected.columns and "close" in detected.columns:
+        needs.append(_close_mismatch())
+    return pl.any_horizontal(needs).fill_null(True)
+
+
 def reject_rule(detected: DetectedLayout) -> pl.Expr:
     """The first rule each line breaks, NULL for lines that parsed cleanly.
 
     Expects the columns of table.py: ``raw``, ``fields_ok``, ``date``, ``text_<column>`` and
     ``value_<column>``.
     """
-    numbers = number_columns(detected)
-    all_missing = [value(column).is_null() & is_null_token(field(column)) for column in numbers]
-    rule = (
-        pl.when(pl.col("raw").is_null())
-        .then(pl.lit("empty_line"))
-        .when(~pl.col("fields_ok"))
-        .then(pl.lit("wrong_field_count"))
-        .when(pl.all_horizontal(all_missing) if all_missing else pl.lit(False))
-        .then(pl.lit("null_row"))
-        .when(pl.col("date").is_null())
-        .then(pl.lit("unparseable_date"))
-        .when(pl.any_horizontal([_unreadable(column) for column in numbers]))
-        .then(pl.lit("unparseable_number"))
-    )
-    if "close_price" in detected.columns and "close" in detected.columns:
-        rule = rule.when(_close_mismatch()).then(pl.lit("close_mismatch"))
+    (first, condition), *others = _rule_conditions(detected)
+    rule = pl.when(condition).then(pl.lit(first))
+    for name, condition in others:
+        rule = rule.when(condition).then(pl.lit(name))
     return rule.otherwise(pl.lit(None, dtype=pl.String)).alias("rule")
 
 

@@ -7,6 +7,7 @@ import hashlib
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +44,26 @@ def read_sources(
     Raises SourceError naming the source when nothing matches, a file cannot be read, a URL
     uses another scheme, fails, times out, or anything is larger than ``max_bytes``.
     """
+    return list(iter_sources(source, max_bytes=max_bytes, timeout_s=timeout_s))
+
+
+def iter_sources(
+    source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 30.0
+) -> Iterator[RawSource]:
+    """Like ``read_sources``, but reads each file only when the caller asks for it, so a
+    folder of big files is never in memory all at once. Nothing is read until the first
+    ``next()``; the listing (and a listing error) comes first, each read error in turn.
+    """
     url = _URL.match(source)
     if url:
         if url["scheme"].lower() not in _ALLOWED_SCHEMES:
             raise SourceError(
                 f"{source}: scheme {url['scheme']!r} is not allowed (only http and https)"
             )
-        return [_read_url(source, max_bytes, timeout_s)]
-    return [_read_file(path, max_bytes) for path in _list_files(source)]
+        yield _read_url(source, max_bytes, timeout_s)
+        return
+    for path in _list_files(source):
+        yield _read_file(path, max_bytes)
 
 
 def _list_files(source: str) -> list[Path]:

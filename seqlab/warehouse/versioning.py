@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import duckdb
 import numpy as np
+import polars as pl
+import pyarrow as pa
 
 from seqlab.schemas.canonical import EXTRA_COLUMNS, PRICE_COLUMNS
 
@@ -49,10 +52,43 @@ def data_version(con: duckdb.DuckDBPyConnection, symbol: str) -> str:
     no rows has version ``"empty"``.
     """
     reader = con.sql(_version_query(), params={"symbol": symbol}).to_arrow_reader(_BATCH_ROWS)
+    return _digest_batches(reader)
+
+
+def frame_data_version(prices: pl.DataFrame) -> str:
+    """The ``data_version`` that ``prices`` (canonical columns, one symbol, any row order)
+    will have once they are the symbol's whole stored series, computed from the frame.
+
+    Saves reading a first load back from the table. The same digest as ``data_version``:
+    the polars expressions below mirror ``_version_query`` value for value.
+    """
+    # Spelled out, not "+ 0.0": polars simplifies that away and -0.0 would stay -0.0.
+    values = [
+        pl.when(pl.col(c).is_nan())
+        .then(pl.lit(float("nan")))
+        .when(pl.col(c).fill_null(0.0) == 0.0)
+        .then(pl.lit(0.0))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in _VALUE_COLUMNS
+    ]
+    nulls = pl.sum_horizontal(
+        pl.col(c).is_null().cast(pl.Int32) * (1 << bit) for bit, c in enumerate(_VALUE_COLUMNS)
+    )
+    table = (
+        prices.sort("date")
+        .select(pl.col("date").cast(pl.Int32).alias("day"), *values, nulls.alias("nulls"))
+        .to_arrow()
+    )
+    return _digest_batches(table.to_batches(_BATCH_ROWS))
+
+
+def _digest_batches(batches: Iterable[pa.RecordBatch]) -> str:
+    """Hash batches of (day, value columns..., nulls), each column as one byte stream."""
     dtypes = (_DAY, *([_VALUE] * len(_VALUE_COLUMNS)), _NULL_MASK)
     column_hashes = [hashlib.sha256() for _ in dtypes]
     rows = 0
-    for batch in reader:
+    for batch in batches:
         rows += batch.num_rows
         for digest, column, dtype in zip(column_hashes, batch.columns, dtypes, strict=True):
             values = np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
