@@ -55,6 +55,7 @@ def ingest(
     """Parse, validate and store a price CSV; bad rows are quarantined with their reason."""
     from seqlab.ingest.pipeline import IngestOptions, ingest_raw
     from seqlab.ingest.sources import SourceError, read_sources
+    from seqlab.warehouse import WarehouseError
 
     settings = Settings.from_env(warehouse, out)
     options = IngestOptions(
@@ -71,8 +72,9 @@ def ingest(
     for raw in raws:
         try:
             summaries.append(ingest_raw(raw, options))
-        except SourceError as exc:
+        except (SourceError, WarehouseError, ValueError) as exc:
             errors.append(str(exc))
+    errors += [f"{s.source}: no data rows (header only)" for s in summaries if s.rows_read == 0]
     if as_json:
         payload = _ingest_payload(source, [s.to_dict() for s in summaries], errors)
         typer.echo(json.dumps(payload, default=str))
@@ -92,8 +94,13 @@ def _ingest_payload(source: str, files: list[dict], errors: list[str]) -> dict:
         key: sum(f[key] for f in files)
         for key in ("rows_read", "rows_valid", "rows_quarantined", "rows_inserted", "rows_updated")
     }
+    import hashlib
+
     return {
         "source": source,
+        # Several files: one digest over the files' digests, and every layout seen.
+        "sha256": hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest(),
+        "layout": ",".join(sorted({f["layout"] for f in files})),
         "files": files,
         "errors": errors,
         **totals,
