@@ -1,8 +1,7 @@
 """Per-epoch bookkeeping and result assembly shared by the graphed and packed engines.
 
-These mirror the epoch loop and the result tail of ``seqlab.engine.train.train_config``
-(which keeps them inline), so a run trained through a CUDA graph or inside a pack is
-judged, checkpointed and reported exactly like an eager run.
+The eager engine (``seqlab.engine.train.train_config``), the graphed engine and packs all
+use them, so every run is judged, checkpointed and reported the same way.
 """
 
 from __future__ import annotations
@@ -21,10 +20,21 @@ from seqlab.engine.checkpoint import save_checkpoint
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.metrics import forecast_metrics
 from seqlab.engine.result import EpochRecord, TrainResult
-from seqlab.engine.train import predict_scaled
 from seqlab.features.sets import TARGET_COLUMN
 from seqlab.features.windows import FeatureData
 from seqlab.models.rnn import count_parameters
+
+EVAL_CHUNK = 8192  # windows per evaluation forward pass
+
+
+@torch.no_grad()
+def predict_scaled(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Model outputs (N,) for windows (N, T, F) in eval mode, in a few large batches."""
+    was_training = model.training
+    model.eval()
+    out = [model(X[i : i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)]
+    model.train(was_training)
+    return torch.cat(out) if out else X.new_zeros(0)
 
 
 @dataclass

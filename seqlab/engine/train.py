@@ -8,7 +8,6 @@ the device, read once per epoch together with the evaluation losses.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,16 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.engine.checkpoint import save_checkpoint
 from seqlab.engine.config import TrainConfig
-from seqlab.engine.metrics import forecast_metrics
+from seqlab.engine.recording import RunHistory, assemble_result, predict_scaled
 from seqlab.engine.result import EpochRecord, TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device
-from seqlab.features.sets import TARGET_COLUMN
 from seqlab.features.windows import build_features
-from seqlab.models.rnn import StackedRNN, count_parameters
-
-EVAL_CHUNK = 8192  # windows per evaluation forward pass
+from seqlab.models.rnn import StackedRNN
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
@@ -75,20 +70,6 @@ def train_one_epoch(
     return total / n
 
 
-@torch.no_grad()
-def predict_scaled(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    """Model outputs (N,) for windows (N, T, F) in eval mode, in a few large batches."""
-    was_training = model.training
-    model.eval()
-    out = [model(X[i : i + EVAL_CHUNK]) for i in range(0, X.shape[0], EVAL_CHUNK)]
-    model.train(was_training)
-    return torch.cat(out) if out else X.new_zeros(0)
-
-
-def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def train_config(
     config: TrainConfig,
     prices: pl.DataFrame,
@@ -121,11 +102,8 @@ def train_config(
     X_test, y_test = on_device(data.X_test), on_device(data.y_test)
     has_val = X_val.shape[0] > 0
 
-    history: dict[str, list[float]] = {"train": [], "test": [], "val": [], "seconds": []}
-    status, diverged_epoch, stopped_early = "ok", None, False
-    best_score, best_epoch, best_state = math.inf, None, None
-    stale = 0
-    for epoch in range(1, config.epochs + 1):
+    history = RunHistory(config, has_val)
+    for _ in range(config.epochs):
         epoch_start = time.perf_counter()
         train_loss = train_one_epoch(
             model, optimizer, X_train, y_train, batch_size=config.batch_size,
@@ -135,86 +113,9 @@ def train_config(
         if has_val:
             losses.append(F.mse_loss(predict_scaled(model, X_val), y_val))
         values = torch.stack(losses).tolist()  # the epoch's single host sync
-        seconds = time.perf_counter() - epoch_start
-        val_loss = values[2] if has_val else None
-        history["train"].append(values[0])
-        history["test"].append(values[1])
-        if has_val:
-            history["val"].append(val_loss)
-        history["seconds"].append(seconds)
-        if on_epoch is not None:
-            on_epoch(EpochRecord(epoch, values[0], values[1], val_loss, seconds))
-        if not all(math.isfinite(v) for v in values):
-            status, diverged_epoch = "diverged", epoch
+        if not history.record(values, time.perf_counter() - epoch_start, model, on_epoch):
             break
-        score = val_loss if has_val else values[1]
-        if score < best_score:
-            best_score, best_epoch, best_state, stale = score, epoch, _clone_state(model), 0
-        else:
-            stale += 1
-            if config.early_stopping_patience is not None and stale >= config.early_stopping_patience:
-                stopped_early = True
-                break
-
-    actual, last_close = data.test_actual_usd, data.test_last_close_usd
-    baseline = forecast_metrics(actual, last_close, last_close)
-    scored: dict[str, float | None] = dict.fromkeys(baseline)
-    predicted = np.full(actual.shape, np.nan)
-    checkpoint_path = None
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        predicted = data.scaler.inverse_column(
-            predict_scaled(model, X_test).cpu().numpy(), TARGET_COLUMN
-        )
-        scored = forecast_metrics(actual, predicted, last_close)
-        if checkpoint_dir is not None:
-            checkpoint_path = str(
-                save_checkpoint(
-                    Path(checkpoint_dir) / f"{config.run_key()}.pt", model, config, data,
-                    best_epoch=best_epoch, best_test_loss=history["test"][best_epoch - 1],
-                )
-            )
-
-    return TrainResult(
-        run_key=config.run_key(),
-        config=config.to_dict(),
-        status=status,
-        diverged_epoch=diverged_epoch,
-        epochs_run=len(history["train"]),
-        stopped_early=stopped_early,
-        train_loss=history["train"],
-        test_loss=history["test"],
-        val_loss=history["val"],
-        epoch_seconds=history["seconds"],
-        final_test_loss=history["test"][-1],
-        best_test_loss=history["test"][best_epoch - 1] if best_epoch else None,
-        best_epoch=best_epoch,
-        selected_on="val" if has_val else "test",
-        test_rmse_usd=scored["rmse_usd"],
-        test_mae_usd=scored["mae_usd"],
-        test_mape_pct=scored["mape_pct"],
-        test_directional_accuracy=scored["directional_accuracy"],
-        baseline_rmse_usd=baseline["rmse_usd"],
-        baseline_mae_usd=baseline["mae_usd"],
-        baseline_mape_pct=baseline["mape_pct"],
-        baseline_directional_accuracy=baseline["directional_accuracy"],
-        predictions={
-            "date": [str(d) for d in data.test_dates],
-            "actual_usd": actual.tolist(),
-            "predicted_usd": predicted.tolist(),
-            "baseline_usd": last_close.tolist(),
-        },
-        n_train=int(X_train.shape[0]),
-        n_val=int(X_val.shape[0]),
-        n_test=int(X_test.shape[0]),
-        n_parameters=count_parameters(model),
-        feature_names=list(data.feature_names),
-        feature_key=data.key,
-        feature_fingerprint=data.fingerprint,
-        scaler=data.scaler.to_dict(),
-        device=str(device),
-        determinism=determinism,
-        torch_version=str(torch.__version__),
-        seconds=time.perf_counter() - started,
-        checkpoint_path=checkpoint_path,
+    return assemble_result(
+        config, data, model, history, X_test, device=device, determinism=determinism,
+        started=started, checkpoint_dir=checkpoint_dir,
     )
