@@ -58,12 +58,7 @@ def ingest(
     from seqlab.warehouse import WarehouseError
 
     settings = Settings.from_env(warehouse, out)
-    options = IngestOptions(
-        symbol=symbol,
-        warehouse=settings.warehouse,
-        docs_dir=settings.data_docs_dir(symbol),
-        lock_timeout_s=settings.lock_timeout_s,
-    )
+    options = IngestOptions.from_settings(settings, symbol)
     try:
         raws = read_sources(source)
     except SourceError as exc:
@@ -198,9 +193,7 @@ def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
     from seqlab.ingest.pipeline import IngestOptions, ingest_source
     from seqlab.ingest.sources import SourceError
 
-    options = IngestOptions(symbol=symbol, warehouse=settings.warehouse,
-                            docs_dir=settings.data_docs_dir(symbol),
-                            lock_timeout_s=settings.lock_timeout_s)
+    options = IngestOptions.from_settings(settings, symbol)
     try:
         for summary in ingest_source(source, options):
             typer.echo(f"ingested {summary.source}: {summary.rows_valid} valid, "

@@ -27,12 +27,7 @@ def ingest_prices(
 ) -> list[dict]:
     """Ingest every file of ``source``; each file is stored in one transaction, then gated."""
     settings = Settings.from_env(warehouse, output_dir)
-    options = IngestOptions(
-        symbol=symbol,
-        warehouse=settings.warehouse,
-        docs_dir=settings.data_docs_dir(symbol),
-        lock_timeout_s=settings.lock_timeout_s,
-    )
+    options = IngestOptions.from_settings(settings, symbol)
     summaries: list[IngestSummary] = []
     for raw in read_source_files(source):
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from seqlab.checks.dataset import DatasetCheckConfig, DatasetValidation, check_dataset
+from seqlab.config import Settings
 from seqlab.ingest.parse import ParsedSource, parse_source
 from seqlab.ingest.sources import RawSource, iter_sources
 from seqlab.schemas.prices import RowValidation, validate_rows
@@ -32,6 +33,12 @@ class IngestOptions:
     checks: DatasetCheckConfig = field(default_factory=DatasetCheckConfig)
     today: date | None = None
     lock_timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, symbol: str) -> IngestOptions:
+        """Options for one symbol under the resolved settings (warehouse, docs, lock wait)."""
+        return cls(symbol=symbol, warehouse=settings.warehouse,
+                   docs_dir=settings.data_docs_dir(symbol), lock_timeout_s=settings.lock_timeout_s)
 
 
 @dataclass(frozen=True)
