@@ -41,6 +41,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_data import load_prices  # noqa: E402
+
 from seqlab.engine import TrainConfig, train_config  # noqa: E402
 from seqlab.engine.graphed import train_config_graphed  # noqa: E402
 from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack  # noqa: E402
@@ -48,33 +50,10 @@ from seqlab.features import build_features  # noqa: E402
 from seqlab.grid import PRESETS, build_grid  # noqa: E402
 from seqlab.models import StackedRNN  # noqa: E402
 
-COINCODEX = REPO_ROOT.parent / "shared" / "data" / "real" / "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
 PER_CONFIG = [("lstm", 1, "none"), ("lstm", 4, "layer"), ("gru", 4, "batch"), ("rnn", 1, "none")]
 CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},
                {"cell": "gru", "depth": 4, "norm": "batch", "grad_clip": 1.0}]
 STUDY_RUNS, STUDY_EPOCHS = 216, 2000
-
-
-def load_prices() -> tuple[pl.DataFrame, str]:
-    """Every canonical price column of the real CoinCodex file, else a generated walk."""
-    if COINCODEX.is_file():
-        frame = pl.read_csv(COINCODEX, encoding="utf8-lossy")
-        frame = frame.rename({frame.columns[0]: "Start"})
-        prices = frame.select(
-            pl.col("Start").str.to_date("%Y-%m-%d").alias("date"),
-            *(pl.col(src).cast(pl.Float64).alias(dst) for src, dst in (
-                ("Open", "open"), ("High", "high"), ("Low", "low"), ("Close", "close"),
-                ("Volume", "volume"), ("Market Cap", "market_cap"))),
-        ).sort("date")
-        return prices, f"real: {COINCODEX.name}"
-    rng = np.random.default_rng(0)
-    days = 3654
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.001, 0.04, days)))
-    dates = np.datetime64("2015-08-08") + np.arange(days).astype("timedelta64[D]")
-    return pl.DataFrame({
-        "date": dates, "open": close * 0.99, "high": close * 1.02, "low": close * 0.97,
-        "close": close, "volume": close * 1e6, "market_cap": close * 1e8,
-    }), "generated: geometric random walk"
 
 
 def sync(device: torch.device) -> None:

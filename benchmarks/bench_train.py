@@ -31,8 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -40,31 +38,14 @@ from torch.utils.data import DataLoader, TensorDataset
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_data import load_prices  # noqa: E402
+
 from seqlab.engine import make_optimizer, resolve_device, train_one_epoch, tune_malloc  # noqa: E402
 from seqlab.engine.config import TrainConfig  # noqa: E402
 from seqlab.features import FeatureSpec, build_features  # noqa: E402
 from seqlab.models import ModelConfig, StackedRNN  # noqa: E402
 
-COINCODEX = REPO_ROOT.parent / "shared" / "data" / "real" / "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-
-
-def load_prices() -> tuple[pl.DataFrame, str]:
-    """The real CoinCodex closes when the shared data folder exists, else a generated walk."""
-    if COINCODEX.is_file():
-        frame = pl.read_csv(COINCODEX, encoding="utf8-lossy")
-        frame = frame.rename({frame.columns[0]: "Start"})
-        prices = frame.select(
-            pl.col("Start").str.to_date("%Y-%m-%d").alias("date"),
-            pl.col("Close").cast(pl.Float64).alias("close"),
-        ).sort("date")
-        return prices, f"real: {COINCODEX.name}"
-    rng = np.random.default_rng(0)
-    days = 3654
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.001, 0.04, days)))
-    start = np.datetime64("2015-08-08")
-    dates = start + np.arange(days).astype("timedelta64[D]")
-    return pl.DataFrame({"date": dates, "close": close}), "generated: geometric random walk"
 
 
 def run_reference_epoch(model, optimizer, loader, device) -> float:
