@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 
 from seqlab.cli import app
 from seqlab.warehouse import current_data_version, latest_gate, load_ingestions, load_prices
+from tests.conftest import serve_http
 
 COINCODEX = "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
 YAHOO = "eth_daily_yahoo_2017-11-09_2024-07-26.csv"
@@ -183,16 +183,8 @@ def test_folder_with_an_unreadable_file_stores_the_rest_and_fails(home, tmp_path
 @pytest.fixture(scope="module")
 def real_data_url(real_data_dir) -> Iterator[str]:
     """The real data folder served over HTTP on 127.0.0.1, on a free port, in a thread."""
-    handler = functools.partial(QuietHandler, directory=str(real_data_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(functools.partial(QuietHandler, directory=str(real_data_dir))) as url:
+        yield url
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from seqlab.ingest.parse import parse_source
 from seqlab.ingest.sources import RawSource, SourceError, read_sources
+from tests.conftest import serve_http
 
 CSV = b"date,close\n2024-01-01,1.5\n2024-01-02,2.5\n"
 BIG = b"date,close\n" + b"2024-01-01,1.5\n" * 10_000  # 150,011 bytes
@@ -51,15 +51,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)  # port 0: a free one
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(_Handler) as url:
+        yield url
 
 
 @pytest.fixture
