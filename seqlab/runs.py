@@ -194,17 +194,29 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def train_request(request: RunRequest, worker: str = "") -> RunOutcome:
-    """Train one request on the worker's device; a crash is an outcome, not an exception."""
+def read_prices(location: str) -> pl.DataFrame:
+    """A prices snapshot (local path or fsspec URL) written by the grid's parent."""
     import fsspec
 
+    with fsspec.open(location, "rb") as handle:
+        return pl.read_parquet(handle)
+
+
+def train_request(request: RunRequest, worker: str = "") -> RunOutcome:
+    """Train one request on the worker's device; a crash is an outcome, not an exception.
+
+    On CUDA the step is replayed as a CUDA graph (``seqlab.engine.graphed``), which falls
+    back to the eager engine, and says so on the result, where capture is impossible.
+    """
+    from seqlab.engine.graphed import train_config_graphed
+    from seqlab.engine.runtime import resolve_device
     from seqlab.engine.train import train_config
 
     try:
-        with fsspec.open(request.prices_path, "rb") as handle:
-            prices = pl.read_parquet(handle)
-        result: TrainResult = train_config(
-            request.train_config(), prices, checkpoint_dir=Path(request.checkpoint_dir)
+        config = request.train_config()
+        engine = train_config_graphed if resolve_device(config.device).type == "cuda" else train_config
+        result: TrainResult = engine(
+            config, read_prices(request.prices_path), checkpoint_dir=Path(request.checkpoint_dir)
         )
         return RunOutcome(request, result.to_dict(), None, worker)
     except Exception as exc:  # recorded on the run's row; the rest of the grid goes on

@@ -114,3 +114,34 @@ def test_training_refused_when_the_gate_failed(workspace, tmp_path, coincodex_pr
     assert summaries[0]["gate_passed"] is False
     with pytest.raises(GateClosed, match="refusing to train on SHORT"):
         train_grid(symbol="SHORT", preset="tiny", **workspace)
+
+
+def test_packed_grid_stores_every_member_as_its_own_run(first_grid, workspace):
+    """pack_size 2: two configs per task; on CPU each member equals its unpacked run."""
+    import json
+
+    from seqlab.flows.train import train_grid
+
+    warehouse = workspace["warehouse"]
+
+    def losses(grid_id: str):
+        return query(warehouse, "SELECT m.run_id, m.epoch, m.train_loss, m.test_loss "
+                                "FROM epoch_metrics m JOIN grid_runs g USING (run_id) "
+                                f"WHERE g.grid_id = '{grid_id}' ORDER BY m.run_id, m.epoch")
+
+    alone = train_grid(symbol="ETH", **TINY, force=True, pack_size=1, **workspace)
+    before = losses(alone["grid_id"])
+    packed = train_grid(symbol="ETH", **TINY, force=True, pack_size=2, **workspace)
+    assert (packed["trained"], packed["failed"]) == (4, 0)
+    after = losses(packed["grid_id"])
+    assert before.height == 8 and after.equals(before)  # same runs, same losses
+    assert query(warehouse, "SELECT count(*) n FROM epoch_metrics")["n"][0] == query(
+        warehouse, "SELECT sum(epochs_run) n FROM runs")["n"][0]  # replaced, not duplicated
+    runs = query(warehouse, f"SELECT r.determinism FROM runs r JOIN grid_runs g USING (run_id) "
+                            f"WHERE g.grid_id = '{packed['grid_id']}'")
+    assert runs.height == 4
+    assert {json.loads(d)["pack"]["mode"] for d in runs["determinism"]} == {"sequential: no CUDA"}
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match="'streams' or 'batched'"):
+        train_grid(symbol="ETH", **TINY, pack_mode="threads", **workspace)

@@ -32,6 +32,8 @@ def pipeline(
     warehouse: str | None = None,
     symbol: str | None = None,
     output_dir: str | None = None,
+    pack_size: int = 0,
+    pack_mode: Literal["streams", "batched"] = "streams",
 ) -> dict:
     """The whole job. Without ``data`` it runs on the bundled SYNTHETIC sample (ETH-SYNTHETIC)."""
     settings = Settings.from_env(warehouse, output_dir)
@@ -44,7 +46,7 @@ def pipeline(
         preset=preset, cells=cells, depths=depths, norms=norms, feature_sets=feature_sets,
         seeds=seeds, epochs=epochs, lookback=lookback, hidden=hidden, batch_size=batch_size,
         lr=lr, dispatch=dispatch, force=force, warehouse=str(settings.warehouse), symbol=symbol,
-        output_dir=str(settings.output_dir),
+        output_dir=str(settings.output_dir), pack_size=pack_size, pack_mode=pack_mode,
     )
     report = build_grid_report(grid["grid_id"], warehouse=str(settings.warehouse),
                                output_dir=str(settings.output_dir))

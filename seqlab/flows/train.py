@@ -1,4 +1,4 @@
-"""train-grid and train-shard: a grid spec fanned out as one mapped task per config."""
+"""train-grid and train-shard: a grid spec fanned out as one mapped task per pack of configs."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from seqlab.config import Settings
 from seqlab.grid import GridOverrides, build_grid, check_spec_fits_data, resolve_spec
+from seqlab.packs import check_pack_mode
 from seqlab.progress import GridProgress, notify
 from seqlab.runs import RunOutcome, RunRequest, code_version, describe, plan_requests
 from seqlab.tasks.grid import (
@@ -22,11 +23,12 @@ from seqlab.tasks.grid import (
     ensure_gpu_limits,
     gpu_count,
     open_grid,
+    plan_packs_here,
     require_gate,
     reused_runs,
     write_outcome,
 )
-from seqlab.tasks.train import snapshot_prices, store_outcomes, store_shard_results, train_one
+from seqlab.tasks.train import snapshot_prices, store_outcomes, store_shard_results, train_pack_task
 
 
 @flow(name="train-grid", log_prints=True)
@@ -52,12 +54,20 @@ def train_grid(
     shards: int = 2,
     results: str | None = None,
     shard_deployment: str = "train-shard/train-shard",
+    pack_size: int = 0,
+    pack_mode: Literal["streams", "batched"] = "streams",
 ) -> dict:
     """Train every config of the grid on the symbol's validated prices; store every result.
 
     A config already trained on the same data by the same code is reused, not retrained,
     unless ``force``. Grid parameters are checked before anything runs.
+
+    On GPUs configs train in packs (``pack_size`` members in lock-step per task; 0 picks
+    the size from free memory and measured throughput, 1 turns packing off); ``pack_mode``
+    ``streams`` replays each member's CUDA graph on its own stream, ``batched`` stacks
+    same-architecture members' weights into one model. Every member is its own run.
     """
+    check_pack_mode(pack_mode)
     spec = resolve_spec(preset, GridOverrides(
         cells=cells, depths=depths, norms=norms, feature_sets=feature_sets, seeds=seeds,
         epochs=epochs, lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr,
@@ -88,60 +98,68 @@ def train_grid(
     elif dispatch == "pool":
         location = results or str(settings.output_dir / "shard-results")
         shard_states = dispatch_shards(todo, grid_id, shards, location, shard_deployment,
-                                       slots_per_gpu)
+                                       slots_per_gpu, pack_size=pack_size, pack_mode=pack_mode)
         failed = sum(
             store_shard_results(settings.warehouse, grid_id, shard) for shard in shard_states
         )
     else:
-        failed = _train_here(todo, grid_id, slots_per_gpu, warehouse=str(settings.warehouse))
+        failed = _train_here(todo, grid_id, slots_per_gpu, pack_size, pack_mode,
+                             warehouse=str(settings.warehouse))
     return close_grid(settings.warehouse, grid_id, trained=len(todo) - failed,
                       reused=len(reused), failed=failed, seconds=time.perf_counter() - started)
 
 
 @flow(name="train-shard", log_prints=True)
-def train_shard(requests: list[dict], grid_id: str, results: str, slots_per_gpu: int = 2) -> int:
+def train_shard(requests: list[dict], grid_id: str, results: str, slots_per_gpu: int = 2,
+                pack_size: int = 0, pack_mode: str = "streams") -> int:
     """Train one shard of a grid on this worker; results go to Parquet, never to the warehouse."""
-    return _train_here([RunRequest(**r) for r in requests], grid_id, slots_per_gpu,
-                       results=results)
+    check_pack_mode(pack_mode)
+    return _train_here([RunRequest(**r) for r in requests], grid_id, slots_per_gpu, pack_size,
+                       pack_mode, results=results)
 
 
 def _train_here(
-    todo: list[RunRequest], grid_id: str, slots_per_gpu: int, *,
+    todo: list[RunRequest], grid_id: str, slots_per_gpu: int, pack_size: int, pack_mode: str, *,
     warehouse: str | None = None, results: str | None = None,
 ) -> int:
-    """Run requests on this host's devices, as many at once as the device plan has slots."""
-    plan = ensure_gpu_limits(len(todo), gpu_count(), slots_per_gpu)
-    placed = [replace(r, device=d) for r, d in zip(todo, plan.devices, strict=True)]
+    """Run packs on this host's devices, as many at once as the device plan has slots."""
+    gpus = gpu_count()
+    packs = plan_packs_here(todo, pack_size, pack_mode, gpus, slots_per_gpu)
+    plan = ensure_gpu_limits(len(packs), gpus, slots_per_gpu)
+    placed = [[replace(r, device=device) for r in pack]
+              for pack, device in zip(packs, plan.devices, strict=True)]
     runner = ThreadPoolTaskRunner(max_workers=plan.workers)
     return train_requests.with_options(task_runner=runner)(
-        placed, plan.limit_names(), grid_id, warehouse=warehouse, results=results
+        placed, plan.limit_names(), grid_id, pack_mode, warehouse=warehouse, results=results
     )
 
 
 @flow(name="train-requests", log_prints=True)
 def train_requests(
-    requests: list[RunRequest], gpu_limits: list[str | None], grid_id: str,
-    warehouse: str | None = None, results: str | None = None,
+    packs: list[list[RunRequest]], gpu_limits: list[str | None], grid_id: str,
+    pack_mode: str = "streams", warehouse: str | None = None, results: str | None = None,
 ) -> int:
-    """One mapped task per request; each outcome is delivered the moment it finishes.
+    """One mapped task per pack; each pack's outcomes are delivered the moment it finishes.
 
     Delivered means stored in the warehouse (the grid's own process) or written as Parquet
     under ``results`` (a shard on a pool worker). Returns the number of failed runs.
     """
     logger = get_run_logger()
-    progress = GridProgress(total=len(requests))
+    progress = GridProgress(total=sum(len(pack) for pack in packs))
     artifact_id = create_progress_artifact(
         progress=0.0, key="grid-progress", description=f"grid {grid_id}: configs done"
     )
-    for future in as_completed(train_one.map(requests, gpu_limits)):
-        outcome: RunOutcome = future.result()
+    for future in as_completed(train_pack_task.map(packs, gpu_limits, unmapped(pack_mode))):
+        outcomes: list[RunOutcome] = future.result()
         if warehouse is not None:
-            store_outcomes(Path(warehouse), grid_id, [outcome])
+            store_outcomes(Path(warehouse), grid_id, outcomes)
         else:
-            write_outcome(outcome, grid_id, results)
-        progress.advance(failed=outcome.error is not None)
-        line = progress.line(describe(outcome))
-        logger.info(line)
-        notify(progress, line)
+            for outcome in outcomes:
+                write_outcome(outcome, grid_id, results)
+        for outcome in outcomes:
+            progress.advance(failed=outcome.error is not None)
+            line = progress.line(describe(outcome))
+            logger.info(line)
+            notify(progress, line)
         update_progress_artifact(artifact_id, progress=100.0 * progress.fraction)
     return progress.failed

@@ -10,8 +10,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
+from seqlab.config import Settings
 from seqlab.devices import DevicePlan, plan_devices
 from seqlab.grid import GridSpec, split_shards
+from seqlab.packs import calibration_path, load_calibration, plan_request_packs, resolve_pack_size
 from seqlab.runs import RunOutcome, RunRequest, outcome_frames, write_frames
 from seqlab.sample import write_sample_csv
 from seqlab.warehouse import current_data_version, latest_gate, query
@@ -96,6 +98,26 @@ def ensure_gpu_limits(n_requests: int, gpus: int, slots_per_gpu: int) -> DeviceP
     return plan
 
 
+@task(name="plan-packs", cache_policy=NO_CACHE)
+def plan_packs_here(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus: int,
+                    slots_per_gpu: int) -> list[list[RunRequest]]:
+    """Group this host's requests into packs sized for its GPUs (pack_size 0 = automatic)."""
+    free_bytes, measured = None, None
+    if gpus:
+        import torch
+
+        free_bytes = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus))
+        name = torch.cuda.get_device_name(0)
+        measured = load_calibration(calibration_path(Settings.from_env().output_dir, name), pack_mode)
+    size = resolve_pack_size(pack_size, gpus=gpus, configs=[r.train_config() for r in todo],
+                             free_bytes=free_bytes, slots_per_gpu=slots_per_gpu,
+                             measured_eps=measured, mode=pack_mode)
+    packs = plan_request_packs(todo, size, pack_mode)
+    get_run_logger().info("%d configs in %d packs (pack size %d, %s%s)", len(todo), len(packs), size,
+                          pack_mode, ", from measured throughput" if measured else "")
+    return packs
+
+
 @task(name="deliver-outcome", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def write_outcome(outcome: RunOutcome, grid_id: str, location: str) -> str:
     """A shard's finished run as Parquet under ``location/<run_id>`` (written atomically)."""
@@ -108,6 +130,7 @@ def write_outcome(outcome: RunOutcome, grid_id: str, location: str) -> str:
 def dispatch_shards(
     todo: list[RunRequest], grid_id: str, shard_count: int, location: str, deployment: str,
     slots_per_gpu: int, timeout_s: float = 24 * 3600, poll_s: float = 2.0,
+    pack_size: int = 0, pack_mode: str = "streams",
 ) -> list[dict]:
     """Start one train-shard flow run per shard, wait for all, report each shard's end state."""
     logger = get_run_logger()
@@ -118,7 +141,8 @@ def dispatch_shards(
         run = run_deployment(
             deployment,
             parameters={"requests": [r.__dict__ for r in shard], "grid_id": grid_id,
-                        "results": shard_location, "slots_per_gpu": slots_per_gpu},
+                        "results": shard_location, "slots_per_gpu": slots_per_gpu,
+                        "pack_size": pack_size, "pack_mode": pack_mode},
             timeout=0, flow_run_name=f"{grid_id}-shard-{i}",
             idempotency_key=f"{grid_id}-shard-{i}",
         )

@@ -1,4 +1,4 @@
-"""Prefect task wrappers for training: one config per mapped task, results stored by the parent."""
+"""Prefect task wrappers for training: one pack of configs per mapped task, results stored by the parent."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
+from seqlab.packs import pack_label, train_pack_requests
 from seqlab.runs import (
     FRAME_NAMES,
     RunOutcome,
     RunRequest,
     outcome_frames,
     read_frames,
-    train_request,
 )
 from seqlab.warehouse import load_prices
 from seqlab.warehouse.runs import store_run_results
@@ -34,16 +34,24 @@ def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Pat
     return str(target)
 
 
+def _pack_run_name() -> str:
+    from prefect.runtime import task_run
+
+    return f"train-{pack_label(task_run.parameters['pack'])}"
+
+
 # A run that raises inside the engine is already an outcome (status failed); the retry
 # covers the task machinery itself (e.g. a lost concurrency lease).
-@task(name="train-config", task_run_name="train-{request.run_id}", retries=1,
-      retry_delay_seconds=[5], cache_policy=NO_CACHE)
-def train_one(request: RunRequest, gpu_limit: str | None = None) -> RunOutcome:
+@task(name="train-pack", task_run_name=_pack_run_name, retries=1, retry_delay_seconds=[5],
+      cache_policy=NO_CACHE)
+def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
+                    pack_mode: str = "streams") -> list[RunOutcome]:
+    """One pack of configs (often a pack of one) on this worker; one outcome per config."""
     worker = socket.gethostname()
     if gpu_limit is None:
-        return train_request(request, worker)
+        return train_pack_requests(pack, worker, pack_mode)
     with concurrency(gpu_limit, occupy=1):
-        return train_request(request, worker)
+        return train_pack_requests(pack, worker, pack_mode)
 
 
 @task(name="store-results", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
