@@ -44,13 +44,16 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench_data import load_prices  # noqa: E402
 
 from seqlab.engine import TrainConfig, train_config  # noqa: E402
+from seqlab.engine.batched import plan_batched_packs, train_pack_batched  # noqa: E402
 from seqlab.engine.graphed import train_config_graphed  # noqa: E402
 from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack  # noqa: E402
 from seqlab.features import build_features  # noqa: E402
 from seqlab.grid import PRESETS, build_grid  # noqa: E402
 from seqlab.models import StackedRNN  # noqa: E402
+from seqlab.packs import estimate_member_bytes  # noqa: E402
 
 PER_CONFIG = [("lstm", 1, "none"), ("lstm", 4, "layer"), ("gru", 4, "batch"), ("rnn", 1, "none")]
+BATCHED_ARCHS = [("lstm", 1, "none"), ("lstm", 4, "layer")]
 CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},
                {"cell": "gru", "depth": 4, "norm": "batch", "grad_clip": 1.0}]
 STUDY_RUNS, STUDY_EPOCHS = 216, 2000
@@ -132,6 +135,16 @@ def section_correctness(args, prices, device) -> dict:
                  "pack": member.determinism.get("pack"), "max_rel_diff": diff, "pass": diff <= 1e-4}
         out["checks"].append(check)
         print(f"  {check['what']}: pack={check['pack']}; max rel diff {diff:.3e} -> "
+              f"{'PASS' if check['pass'] else 'FAIL'}", flush=True)
+    seeds = [replace(configs[0], seed=seed) for seed in range(3)]
+    for config, member in zip(seeds, train_pack_batched(seeds, prices), strict=True):
+        eager = train_config(config, prices)
+        diff = max(max_rel_diff(member.train_loss, eager.train_loss),
+                   max_rel_diff(member.test_loss, eager.test_loss))
+        check = {"what": f"batched (K=3) vs eager {config.cell} d{config.depth} {config.norm} seed {config.seed}",
+                 "graph": member.determinism.get("graph"), "max_rel_diff": diff, "pass": diff <= 1e-3}
+        out["checks"].append(check)
+        print(f"  {check['what']}: graph={check['graph']}; max rel diff {diff:.3e} -> "
               f"{'PASS' if check['pass'] else 'FAIL'}", flush=True)
     out["all_pass"] = all(c["pass"] for c in out["checks"])
     return out
@@ -218,21 +231,79 @@ def section_packed(args, prices, device) -> dict:
             wall = time.perf_counter() - wall
             entry = {"aggregate_eps": model_epochs / epoch_wall, "wall_s": wall,
                      "setup_s_per_model": max(0.0, wall - epoch_wall) / len(sample),
-                     "peak_bytes": peak_bytes(device), "statuses": statuses}
+                     "peak_bytes": peak_bytes(device), "statuses": statuses,
+                     "estimated_bytes_per_member": max(estimate_member_bytes(c) for c in sample)}
+            if entry["peak_bytes"]:
+                entry["measured_bytes_per_member"] = entry["peak_bytes"] / min(size, len(sample))
             if out.get("reference_eps"):
                 entry["vs_reference"] = entry["aggregate_eps"] / out["reference_eps"]
             out["sizes"][size] = entry
             peak = entry["peak_bytes"] / 2**20 if entry["peak_bytes"] else float("nan")
             print(f"  pack {size:>3}: {entry['aggregate_eps']:>8.1f} epochs/s aggregate "
                   f"({entry.get('vs_reference', float('nan')):.1f}x reference), setup "
-                  f"{entry['setup_s_per_model']:.2f} s/model, peak {peak:.1f} MiB, {statuses}", flush=True)
+                  f"{entry['setup_s_per_model']:.2f} s/model, peak {peak:.1f} MiB "
+                  f"(per member {entry.get('measured_bytes_per_member', 0) / 2**20:.1f} MiB measured, "
+                  f"{entry['estimated_bytes_per_member'] / 2**20:.1f} MiB estimated), {statuses}", flush=True)
         except Exception:
             out["sizes"][size] = {"error": traceback.format_exc()}
             print(f"  pack {size}: FAILED\n{out['sizes'][size]['error']}", flush=True)
     return out
 
 
-def section_projection(packed: dict, device) -> dict:
+def batched_eps(configs: list[TrainConfig], prices: pl.DataFrame, warmup: int) -> tuple[float, float, dict]:
+    """Aggregate epochs/s of one batched pack, its setup seconds, and its graph status."""
+    wall = time.perf_counter()
+    results = train_pack_batched(configs, prices)
+    wall = time.perf_counter() - wall
+    timed = results[0].epoch_seconds[warmup:] or results[0].epoch_seconds
+    status = {"graph": results[0].determinism.get("graph"), "pack": results[0].determinism.get("pack")}
+    return len(timed) * len(results) / sum(timed), wall - sum(results[0].epoch_seconds), status
+
+
+def section_batched(args, prices, device) -> dict:
+    """Batched weights: K seeds of one architecture as one model (what the mode can pack)."""
+    out: dict = {"archs": {}, "study_groups": {}}
+    for cell, depth, norm in BATCHED_ARCHS:
+        name = f"{cell} d{depth} {norm}"
+        out["archs"][name] = {}
+        for size in args.pack_sizes:
+            try:
+                reset_peak(device)
+                configs = [TrainConfig(cell=cell, depth=depth, norm=norm, lookback=60, hidden=64,
+                                       batch_size=64, seed=seed, epochs=args.warmup + args.epochs,
+                                       device=str(device)) for seed in range(size)]
+                eps, setup, status = batched_eps(configs, prices, args.warmup)
+                entry = {"aggregate_eps": eps, "setup_s": setup, "peak_bytes": peak_bytes(device), **status}
+                out["archs"][name][size] = entry
+                peak = entry["peak_bytes"] / 2**20 if entry["peak_bytes"] else float("nan")
+                print(f"  batched {name:<16} K={size:>3}: {eps:>8.1f} epochs/s aggregate, setup {setup:.2f} s, "
+                      f"peak {peak:.1f} MiB, graph {status['graph']}", flush=True)
+            except Exception:
+                out["archs"][name][size] = {"error": traceback.format_exc()}
+                print(f"  batched {name} K={size}: FAILED\n{out['archs'][name][size]['error']}", flush=True)
+    # The study preset batches only its 3 seeds per (cell, depth, norm, features): K = 3.
+    grid = [replace(c, epochs=args.warmup + args.epochs, device=str(device)) for c in build_grid(PRESETS["study"])]
+    groups = plan_batched_packs(grid, 3)
+    picked = random.Random(0).sample(groups, min(args.batched_groups, len(groups)))
+    try:
+        total_epochs, total_s, setups = 0.0, 0.0, []
+        for group in picked:
+            eps, setup, _ = batched_eps(group, prices, args.warmup)
+            total_epochs += args.epochs * len(group)
+            total_s += args.epochs * len(group) / eps
+            setups.append(setup / len(group))
+        out["study_groups"] = {"groups": len(picked), "group_size": 3, "aggregate_eps": total_epochs / total_s,
+                               "setup_s_per_model": statistics.mean(setups)}
+        print(f"  batched study groups (K=3 seeds, {len(picked)} groups): "
+              f"{out['study_groups']['aggregate_eps']:.1f} epochs/s aggregate", flush=True)
+    except Exception:
+        out["study_groups"] = {"error": traceback.format_exc()}
+        print(f"  batched study groups FAILED\n{out['study_groups']['error']}", flush=True)
+    return out
+
+
+def section_projection(summary: dict, device) -> dict:
+    packed = summary["packed"]
     sizes = {s: e for s, e in packed["sizes"].items() if "aggregate_eps" in e}
     best = max(sizes, key=lambda s: sizes[s]["aggregate_eps"])
     eps, setup = sizes[best]["aggregate_eps"], sizes[best]["setup_s_per_model"]
@@ -246,11 +317,33 @@ def section_projection(packed: dict, device) -> dict:
         measured = {s: e["aggregate_eps"] for s, e in sizes.items()}
         out["bytes_per_model"] = per_model
         out["chosen_pack_size"] = choose_pack_size(free, int(per_model), measured)
-    print(f"  best pack size {best}: {eps:.1f} epochs/s -> study ({STUDY_RUNS} runs x {STUDY_EPOCHS} epochs) "
-          f"projected {out['projected_study_min']:.1f} min (incl. {setup:.2f} s setup/run) -> "
+    print(f"  streams, best pack size {best}: {eps:.1f} epochs/s -> study ({STUDY_RUNS} runs x {STUDY_EPOCHS} "
+          f"epochs) projected {out['projected_study_min']:.1f} min (incl. {setup:.2f} s setup/run) -> "
           f"{'PASS' if out['pass'] else 'FAIL'} (< 45 min); choose_pack_size -> {out.get('chosen_pack_size')}",
           flush=True)
+    groups = summary.get("batched", {}).get("study_groups", {})
+    if "aggregate_eps" in groups:
+        batched_s = (STUDY_RUNS * STUDY_EPOCHS / groups["aggregate_eps"]
+                     + STUDY_RUNS * groups["setup_s_per_model"])
+        out["batched_projected_study_min"] = batched_s / 60
+        print(f"  batched (K=3 seed groups, one after another): study projected {batched_s / 60:.1f} min",
+              flush=True)
     return out
+
+
+def write_calibration(summary: dict, path: Path) -> None:
+    """Measured aggregate epochs/s per pack size and mode, read by the grid's pack planner."""
+    streams = {str(s): e["aggregate_eps"] for s, e in summary.get("packed", {}).get("sizes", {}).items()
+               if "aggregate_eps" in e}
+    batched: dict[str, float] = {}
+    for per_size in summary.get("batched", {}).get("archs", {}).values():
+        for size, entry in per_size.items():
+            if "aggregate_eps" in entry:  # the slower architecture decides
+                batched[str(size)] = min(batched.get(str(size), float("inf")), entry["aggregate_eps"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"device_name": summary["device_name"], "torch": summary["torch"],
+                                "modes": {"streams": streams, "batched": batched}}, indent=2))
+    print(f"calibration written to {path}", flush=True)
 
 
 def targets(summary: dict) -> dict:
@@ -261,12 +354,18 @@ def targets(summary: dict) -> dict:
         checks["lstm d1 graphed >= 8x reference"] = lstm1["graphed_speedup"] >= 8
     if "graphed_speedup" in lstm4:
         checks["lstm d4 layer graphed >= 5x reference"] = lstm4["graphed_speedup"] >= 5
-    sizes = summary.get("packed", {}).get("sizes", {})
-    ratios = [e["vs_reference"] for e in sizes.values() if "vs_reference" in e]
+    packed = summary.get("packed", {})
+    ratios = [e["vs_reference"] for e in packed.get("sizes", {}).values() if "vs_reference" in e]
+    groups = summary.get("batched", {}).get("study_groups", {})
+    if packed.get("reference_eps") and "aggregate_eps" in groups:
+        ratios.append(groups["aggregate_eps"] / packed["reference_eps"])
     if ratios:
-        checks["packed aggregate >= 20x reference"] = max(ratios) >= 20
-    if "pass" in summary.get("projection", {}):
-        checks["study projected < 45 min"] = summary["projection"]["pass"]
+        checks["packed aggregate >= 20x reference (best mode)"] = max(ratios) >= 20
+    projection = summary.get("projection", {})
+    minutes = [m for m in (projection.get("projected_study_min"),
+                           projection.get("batched_projected_study_min")) if m is not None]
+    if minutes:
+        checks["study projected < 45 min (best mode)"] = min(minutes) < 45
     for name, ok in checks.items():
         print(f"  {name}: {'PASS' if ok else 'FAIL'}", flush=True)
     return checks
@@ -282,9 +381,13 @@ def main() -> None:
     parser.add_argument("--reference-sample", type=int, default=4,
                         help="sample configs the reference loop is timed on")
     parser.add_argument("--pack-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batched-groups", type=int, default=4,
+                        help="study seed-groups (K=3) timed in batched mode")
+    parser.add_argument("--calibration", type=Path,
+                        help="write measured pack throughput here (seqlab.packs.calibration_path)")
     parser.add_argument("--days", type=int, default=None,
                         help="use only the last N days (quick CPU smoke tests)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["correctness", "per_config", "packed"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["correctness", "per_config", "packed", "batched"])
     args = parser.parse_args()
     device = torch.device(args.device)
     prices, source = load_prices()
@@ -296,7 +399,7 @@ def main() -> None:
     print(f"device {summary['device_name']} ({device}); torch {torch.__version__}; data {source}; "
           f"{args.warmup} warm-up + {args.epochs} timed epochs", flush=True)
     sections = [("correctness", section_correctness), ("per_config", section_per_config),
-                ("packed", section_packed)]
+                ("packed", section_packed), ("batched", section_batched)]
     started = time.perf_counter()
     for name, run in sections:
         if name in args.skip:
@@ -310,7 +413,7 @@ def main() -> None:
         print(f"  ({time.perf_counter() - started:.0f} s so far)", flush=True)
     print("== projection", flush=True)
     try:
-        summary["projection"] = section_projection(summary["packed"], device)
+        summary["projection"] = section_projection(summary, device)
     except Exception:
         summary["errors"]["projection"] = traceback.format_exc()
         print(f"  section projection FAILED\n{summary['errors']['projection']}", flush=True)
@@ -318,6 +421,8 @@ def main() -> None:
     summary["targets"] = targets(summary)
     summary["total_s"] = time.perf_counter() - started
     print(f"total {summary['total_s']:.0f} s", flush=True)
+    if args.calibration:
+        write_calibration(summary, args.calibration)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2, default=str))

@@ -18,7 +18,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
+# SEQLAB_REAL_DATA: the same files elsewhere (a GPU machine gets only the checkout).
+REAL_DATA = Path(os.environ.get("SEQLAB_REAL_DATA") or REPO_ROOT.parent / "shared" / "data" / "real")
 COINCODEX = REAL_DATA / "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
 
 
