@@ -20,6 +20,7 @@ runs, so one bug never loses every number):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -52,7 +53,6 @@ from seqlab.grid import PRESETS, build_grid  # noqa: E402
 from seqlab.models import StackedRNN  # noqa: E402
 from seqlab.packs import estimate_member_bytes  # noqa: E402
 
-PER_CONFIG = [("lstm", 1, "none"), ("lstm", 4, "layer"), ("gru", 4, "batch"), ("rnn", 1, "none")]
 BATCHED_ARCHS = [("lstm", 1, "none"), ("lstm", 4, "layer")]
 CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},
                {"cell": "gru", "depth": 4, "norm": "batch", "grad_clip": 1.0}]
@@ -159,7 +159,7 @@ def section_per_config(args, prices, device) -> dict:
     rows = []
     print(f"  {'cell':<5}{'depth':>6} {'norm':<6}{'ref ep/s':>10}{'eager ep/s':>11}{'graph ep/s':>11}"
           f"{'graph/ref':>10}{'eager/ref':>10}{'setup s':>8}{'peak MiB':>9}  graph", flush=True)
-    for cell, depth, norm in PER_CONFIG:
+    for cell, depth, norm in itertools.product(args.cells, args.depths, args.norms):
         row = {"cell": cell, "depth": depth, "norm": norm}
         try:
             config = TrainConfig(cell=cell, depth=depth, norm=norm, lookback=60, hidden=64, batch_size=64,
@@ -371,7 +371,7 @@ def targets(summary: dict) -> dict:
     return checks
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda | cuda:N | cpu (smoke test)")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -381,6 +381,9 @@ def main() -> None:
     parser.add_argument("--reference-sample", type=int, default=4,
                         help="sample configs the reference loop is timed on")
     parser.add_argument("--pack-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"], help="per-config section")
+    parser.add_argument("--depths", nargs="+", type=int, default=[1, 4], help="per-config section")
+    parser.add_argument("--norms", nargs="+", default=["none", "batch", "layer"], help="per-config section")
     parser.add_argument("--batched-groups", type=int, default=4,
                         help="study seed-groups (K=3) timed in batched mode")
     parser.add_argument("--calibration", type=Path,
@@ -388,7 +391,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=None,
                         help="use only the last N days (quick CPU smoke tests)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["correctness", "per_config", "packed", "batched"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     prices, source = load_prices()
     if args.days:

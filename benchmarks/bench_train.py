@@ -278,6 +278,15 @@ def main() -> None:
     parser.add_argument("--as-shipped", action="store_true",
                         help="engine process with tune_malloc() vs plain reference process")
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        # On a GPU the report the issue asks for (reference, eager, graphed, packs, peak
+        # memory, projected study time) is bench_gpu.py's; same flags where they overlap.
+        import bench_gpu
+
+        bench_gpu.main(["--device", args.device, "--cells", *args.cells,
+                        "--depths", *map(str, args.depths), "--norms", *args.norms,
+                        *(["--json", str(args.json)] if args.json else [])])
+        return
     if args.compare_malloc:
         summary = compare_malloc(args)
     elif args.as_shipped:

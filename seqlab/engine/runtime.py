@@ -47,6 +47,11 @@ def configure_determinism(device: torch.device) -> dict:
         return settings
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    # cuDNN's RNNs may use TF32 by default (10-bit mantissa): full fp32 keeps GPU runs
+    # comparable with CPU runs and across engines; these models are launch-bound anyway.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    settings["tf32"] = False
     torch.use_deterministic_algorithms(True, warn_only=True)
     settings["cudnn.deterministic"] = True
     settings["cudnn.benchmark"] = False
