@@ -26,7 +26,9 @@ echo "== bench_gpu.py"
 timeout ${BENCH_TIMEOUT:-330} $PY benchmarks/bench_gpu.py --device cuda --json "$OUT/bench_gpu.json" \
   --calibration "$OUT/calibration.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_gpu.txt"
 echo "bench exit: ${PIPESTATUS[0]}"
-echo "== bench_train.py --device cuda (delegates to bench_gpu.py; one per-config row)"
-timeout ${TRAIN_TIMEOUT:-120} $PY benchmarks/bench_train.py --device cuda --cells lstm --depths 1 --norms none \
-  --json "$OUT/bench_train_cuda.json" 2>&1 | tail -n 25 | tee "$OUT/bench_train_cuda.txt"
-echo "bench_train exit: ${PIPESTATUS[0]}"
+if [ "${SKIP_BENCH_TRAIN:-0}" != 1 ]; then
+  echo "== bench_train.py --device cuda (delegates to bench_gpu.py; one per-config row)"
+  timeout ${TRAIN_TIMEOUT:-120} $PY benchmarks/bench_train.py --device cuda --cells lstm --depths 1 --norms none \
+    --json "$OUT/bench_train_cuda.json" 2>&1 | tail -n 25 | tee "$OUT/bench_train_cuda.txt"
+  echo "bench_train exit: ${PIPESTATUS[0]}"
+fi

@@ -221,7 +221,11 @@ CUDA_CASES = [
 
 @cuda_only
 @pytest.mark.parametrize("case", CUDA_CASES)
-def test_captured_batched_matches_eager_on_cuda(recent_prices, case):
+@pytest.mark.parametrize(("tf32", "rtol"), [("0", 1e-4), ("1", 1e-3)])
+def test_captured_batched_matches_eager_on_cuda(recent_prices, case, tf32, rtol, monkeypatch):
+    # Eager runs cuDNN's RNN kernels, TF32 by default; batched runs fp32 matmuls. In full
+    # fp32 they agree to 1e-4 (measured on an H200); with TF32 to ~6e-4 after 4 epochs.
+    monkeypatch.setenv("SEQLAB_CUDA_TF32", tf32)
     configs = [TrainConfig(**{**TINY, "device": "cuda", "epochs": 4, "seed": s, **case})
                for s in (0, 1, 2)]
     results = train_pack_batched(configs, recent_prices)
@@ -229,8 +233,10 @@ def test_captured_batched_matches_eager_on_cuda(recent_prices, case):
         assert result.determinism["graph"] == "captured"
         eager = train_config(config, recent_prices)
         for name in ("train_loss", "test_loss", "val_loss"):
-            np.testing.assert_allclose(getattr(result, name), getattr(eager, name), rtol=1e-4)
-        assert result.best_epoch == eager.best_epoch
+            np.testing.assert_allclose(getattr(result, name), getattr(eager, name), rtol=rtol)
+        assert eager.determinism["cudnn.allow_tf32"] is (tf32 == "1")
+        if tf32 == "0":
+            assert result.best_epoch == eager.best_epoch
 
 
 @cuda_only
