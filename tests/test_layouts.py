@@ -500,6 +500,13 @@ def test_unparseable_dates_are_rejected():
     assert result.rows["date"].to_list() == [D(2024, 1, 4)]
 
 
+def test_impossible_utc_offsets_are_unparseable_not_shifted():
+    result = _parse("date,close\n2024-01-01 23:59:59+99:99,1\n2024-01-02T10:00:00+24:00,1\n"
+                    "2024-01-03T10:00:00+05:60,1\n2024-01-04T23:00:00-23:59,1\n")
+    assert result.rejects["rule"].to_list() == ["unparseable_date"] * 3
+    assert result.rows["date"].to_list() == [D(2024, 1, 5)]  # -23:59 is real: the next UTC day
+
+
 def test_timestamps_give_the_utc_day_and_time_of_day():
     result = _parse(
         "timestamp,close\n"

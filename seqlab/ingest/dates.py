@@ -6,6 +6,7 @@ caller can reject that line as ``unparseable_date``.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -15,9 +16,9 @@ import polars as pl
 _ISO_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)?"
-    r" ?(?:Z|UTC|GMT|[+-][0-9]{2}:?[0-9]{2})?$"
+    r" ?(?:Z|UTC|GMT|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?$"  # real offsets only: +99:99 is junk
 )
-_OFFSET_PATTERN = r"[0-9]:[0-9]{2}(?:[.,][0-9]+)? ?[+-][0-9]{2}:?[0-9]{2}$"
+_OFFSET_PATTERN = r"[0-9]:[0-9]{2}(?:[.,][0-9]+)? ?[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9]$"
 _DAY_MONTH_PATTERN = r"^([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{4})$"
 # The two shapes nearly every big file uses; polars parses them natively, much faster than
 # the general ISO path, which then only sees the lines these formats did not read.
@@ -27,6 +28,9 @@ _FAST_ISO_FORMATS = (
     (re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"), "%Y-%m-%dT%H:%M:%S"),
 )
 _SECONDS_PER_DAY = 86_400
+# Python's date spans years 1..9999 while polars' reaches far beyond: a day outside that
+# range (year 0, an epoch of 19 digits) would crash whatever turns it into a Python date.
+_FIRST_DAY, _LAST_DAY = dt.date.min, dt.date.max
 _NO_TIME = pl.lit(None, dtype=pl.Int32)
 
 
@@ -43,8 +47,20 @@ def parse_dates(texts: pl.Series, date_format: str) -> pl.DataFrame:
     """``date`` (UTC day) and ``time_of_day_s`` (NULL for date-only text) for every text.
 
     ``date_format`` is one of ``iso``, ``unix``, ``month_name`` or ``day_month`` (whose
-    day/month order is inferred from the whole column, see infer_day_first).
+    day/month order is inferred from the whole column, see infer_day_first). Days outside
+    Python's calendar (years 1..9999) count as unreadable.
     """
+    return _within_calendar(_parse_dates(texts, date_format))
+
+
+def _within_calendar(parsed: pl.DataFrame) -> pl.DataFrame:
+    inside = pl.col("date").is_between(_FIRST_DAY, _LAST_DAY)
+    if parsed.select(inside.all(ignore_nulls=True)).item():
+        return parsed  # the usual case: no copy
+    return parsed.with_columns(pl.when(inside).then(pl.col(name)) for name in parsed.columns)
+
+
+def _parse_dates(texts: pl.Series, date_format: str) -> pl.DataFrame:
     if date_format == "iso":
         return _parse_iso_dates(texts)
     text = pl.col("text")

@@ -13,14 +13,25 @@ import polars as pl
 import pyarrow as pa
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _LF, _CR = 0x0A, 0x0D
 _SCAN_BYTES = 1 << 22
 _INLINE_BYTES = 12  # Arrow string views keep strings up to 12 bytes inside the view
 _INLINE_CHUNK_ROWS = 1 << 18
 _MAX_VIEW_BYTES = 2**31 - 1  # view offsets are int32
-_HEAD_BYTES = 64 * 1024
+HEAD_BYTES = 64 * 1024  # what layout detection reads
 # Bytes that never occur in text CSVs; one of them serves as a "separator" that never splits.
 _UNUSED_BYTES = ("\x1f", "\x1e", "\x1d", "\x1c", "\x01")
+
+
+def decode_utf16(data: bytes) -> bytes:
+    """UTF-16 text with a byte order mark (Excel's "Unicode text") as UTF-8; other bytes as
+    they are. Everything after this splits lines at the byte ``\\n``, which UTF-16 spreads
+    over two bytes.
+    """
+    if data[:2] in _UTF16_BOMS:
+        return data.decode("utf-16", errors="replace").encode("utf-8")
+    return data
 
 
 def normalize_line_ends(data: bytes) -> bytes:
@@ -32,9 +43,9 @@ def normalize_line_ends(data: bytes) -> bytes:
 
 def read_head_lines(data: bytes) -> list[str]:
     """The first lines of the file as text (BOM and line ends removed) for layout detection."""
-    head = data[:_HEAD_BYTES].removeprefix(_BOM).decode("utf-8", errors="replace")
+    head = data[:HEAD_BYTES].removeprefix(_BOM).decode("utf-8", errors="replace")
     lines = head.split("\n")
-    if len(data) > _HEAD_BYTES:
+    if len(data) > HEAD_BYTES:
         lines = lines[:-1]  # the last piece may be cut mid-line
     return [line.removesuffix("\r") for line in lines]
 

@@ -41,13 +41,23 @@ class ParsedSource:
 def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
     """Detect the layout of ``raw`` from its header and content and map it onto PARSED_SCHEMA.
 
-    An empty file (nothing but whitespace) raises SourceError and an unrecognised header
-    UnknownLayoutError; a file with a header but no data lines gives zero rows.
+    UTF-16 with a byte order mark is read as text. An empty file (nothing but whitespace), a
+    first line over HEAD_BYTES or a header holding NUL bytes raises SourceError and an
+    unrecognised header UnknownLayoutError; a file with a header but no data lines gives
+    zero rows.
     """
-    data = text.normalize_line_ends(raw.data)
+    data = text.normalize_line_ends(text.decode_utf16(raw.data))
     head = text.read_head_lines(data)
-    if not any(line.strip() for line in head):
-        raise SourceError(f"{raw.name}: file is empty (no header line)")
+    header = next((line for line in head if line.strip()), None)
+    if header is None:
+        raise SourceError(_describe_headless(raw.name, len(data)))
+    if "\x00" in header:
+        # Text never holds NUL; UTF-16 without a byte order mark does, and its header
+        # would still match a layout once the NULs are ignored.
+        raise SourceError(
+            f"{raw.name}: the header line holds NUL bytes: not a text CSV (binary data, "
+            "or UTF-16 without a byte order mark)"
+        )
     detected = detect_layout(head, symbol)
     if detected is None:
         raise UnknownLayoutError(_describe_unknown(raw.name, head))
@@ -97,6 +107,15 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFram
     """Cast only the columns whose dtype differs: a blanket cast copies every column."""
     differing = {name: dtype for name, dtype in schema.items() if frame.schema[name] != dtype}
     return frame.cast(differing) if differing else frame  # type: ignore[arg-type]
+
+
+def _describe_headless(name: str, size: int) -> str:
+    if size > text.HEAD_BYTES:  # detection reads only the head; its last piece may be cut
+        return (
+            f"{name}: no header line in the first {text.HEAD_BYTES // 1024} KiB "
+            "(only blank lines, or a line longer than that)"
+        )
+    return f"{name}: file is empty (no header line)"
 
 
 def _describe_unknown(name: str, head: list[str]) -> str:
