@@ -249,7 +249,7 @@ def query(
         _fail(f"unknown format {fmt!r}; allowed: table, csv, json")
     settings = Settings.from_env(warehouse, None)
     try:
-        frame = run_user_query(settings.warehouse, sql)
+        frame = run_user_query(settings.warehouse, sql, timeout_s=settings.lock_timeout_s)
     except WarehouseError as exc:
         _fail(str(exc))
     if fmt == "csv":
@@ -274,7 +274,8 @@ def report(
     settings = Settings.from_env(warehouse, None)
     out_dir = out or settings.output_dir / "reports"
     try:
-        built = build_report(settings.warehouse, grid_id=grid_id, out_dir=Path(out_dir))
+        built = build_report(settings.warehouse, grid_id=grid_id, out_dir=Path(out_dir),
+                             timeout_s=settings.lock_timeout_s)
     except (ValueError, WarehouseError) as exc:
         _fail(str(exc))
     typer.echo(f"report of grid {built.grid_id}:\n  {built.html_path}\n  {built.markdown_path}")

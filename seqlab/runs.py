@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import torch
 
 import seqlab
 from seqlab.engine.config import TrainConfig
@@ -220,6 +221,8 @@ def train_request(request: RunRequest, worker: str = "") -> RunOutcome:
         )
         return RunOutcome(request, result.to_dict(), None, worker)
     except Exception as exc:  # recorded on the run's row; the rest of the grid goes on
+        if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # hand the failed run's cached blocks back to the GPU
         return RunOutcome(request, None, f"{type(exc).__name__}: {exc}", worker)
 
 

@@ -695,3 +695,21 @@ if __name__ == "__main__":
     if sys.argv[1:2] != ["bench"]:
         sys.exit("usage: python tests/test_warehouse.py bench ROWS [ROWS ...]")
     run_benchmark([int(arg) for arg in sys.argv[2:]] or [1_000_000, 5_000_000])
+
+
+def test_reader_opens_read_only_and_migrates_an_older_file_first(warehouse):
+    import duckdb
+
+    from seqlab.warehouse.connection import connect_reader
+
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    raw = duckdb.connect(str(warehouse))  # a file written before migration 3 existed
+    apply_migrations(raw, MIGRATIONS[:2])
+    raw.close()
+    with pytest.raises(WarehouseSchemaError, match="any write"):
+        load_ingestions(warehouse)  # plain read-only readers refuse an older file
+    with connect_reader(warehouse) as con:
+        assert schema_version(con) == len(MIGRATIONS)  # migrated, then read
+    with connect_reader(warehouse) as con:  # now current: a read-only open
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("CREATE TABLE t(x INT)")

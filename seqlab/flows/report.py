@@ -28,9 +28,10 @@ def build_grid_report(
     if grid_id is None:
         from seqlab.warehouse.reports import latest_grid_id
 
-        grid_id = latest_grid_id(settings.warehouse)
+        grid_id = latest_grid_id(settings.warehouse, timeout_s=settings.lock_timeout_s)
     built = build_report(settings.warehouse, grid_id=grid_id,
-                         out_dir=report_dir(settings.output_dir, grid_id))
+                         out_dir=report_dir(settings.output_dir, grid_id),
+                         timeout_s=settings.lock_timeout_s)
     artifact_id = create_markdown_artifact(
         key=ARTIFACT_KEY, markdown=built.artifact_markdown,
         description=f"Comparison report of grid {built.grid_id}",

@@ -54,6 +54,7 @@ def train_grid(
     shards: int = 2,
     results: str | None = None,
     shard_deployment: str = "train-shard/train-shard",
+    shard_timeout_s: float = 24 * 3600,
     pack_size: int = 0,
     pack_mode: Literal["streams", "batched"] = "streams",
 ) -> dict:
@@ -98,7 +99,8 @@ def train_grid(
     elif dispatch == "pool":
         location = results or str(settings.output_dir / "shard-results")
         shard_states = dispatch_shards(todo, grid_id, shards, location, shard_deployment,
-                                       slots_per_gpu, pack_size=pack_size, pack_mode=pack_mode)
+                                       slots_per_gpu, timeout_s=shard_timeout_s,
+                                       pack_size=pack_size, pack_mode=pack_mode)
         failed = sum(
             store_shard_results(settings.warehouse, grid_id, shard) for shard in shard_states
         )

@@ -81,20 +81,21 @@ def write_figures(figures: list[FigurePNG], folder: Path) -> list[Path]:
     return paths
 
 
-def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path) -> ReportBuild:
+def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
+                 timeout_s: float = 10.0) -> ReportBuild:
     """Rebuild the report of ``grid_id`` (the latest grid when None) into ``out_dir``.
 
     Writes ``index.html`` (self-contained, works offline), ``report.md`` with
     ``figures/*.png`` beside it, and records the build in the ``reports`` table with its
     claim comparisons in ``claim_results``. Raises WarehouseQueryError when the grid is
-    not in the warehouse.
+    not in the warehouse. ``timeout_s`` bounds each wait for another process's lock.
     """
     started = time.perf_counter()
     warehouse, out_dir = Path(warehouse), Path(out_dir)
     if not warehouse.exists():
         raise WarehouseMissing(warehouse)
-    grid_id = grid_id or latest_grid_id(warehouse)
-    inputs = load_report_inputs(warehouse, grid_id)
+    grid_id = grid_id or latest_grid_id(warehouse, timeout_s=timeout_s)
+    inputs = load_report_inputs(warehouse, grid_id, timeout_s=timeout_s)
     built_at = utc_now()
     content = assemble_content(inputs.grid, inputs.frames, built_at)
     figures = draw_figures(content)
@@ -121,6 +122,7 @@ def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path) 
             seqlab_version=seqlab.__version__, built_at=built_at,
         ),
         claims_frame(content.claims),
+        timeout_s=timeout_s,
     )  # fmt: skip
     return ReportBuild(
         report_id=report_id, grid_id=grid_id, out_dir=out_dir, html_path=html_path,

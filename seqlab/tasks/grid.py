@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+from prefect.states import Cancelling
 
 from seqlab.config import Settings
 from seqlab.devices import DevicePlan, plan_devices
@@ -132,7 +133,11 @@ def dispatch_shards(
     slots_per_gpu: int, timeout_s: float = 24 * 3600, poll_s: float = 2.0,
     pack_size: int = 0, pack_mode: str = "streams",
 ) -> list[dict]:
-    """Start one train-shard flow run per shard, wait for all, report each shard's end state."""
+    """Start one train-shard flow run per shard, wait for all, report each shard's end state.
+
+    A shard still unfinished after ``timeout_s`` is reported ``TIMED_OUT`` and its flow run
+    is cancelled (a worker that never returns must not hold its GPU for ever).
+    """
     logger = get_run_logger()
     shards = split_shards(todo, shard_count)
     started = []
@@ -162,6 +167,11 @@ def dispatch_shards(
                     logger.info("shard flow run %s ended %s", flow_run_id, state.type.value)
             if pending:
                 time.sleep(poll_s)
+        for flow_run_id in pending:  # past the deadline: stop it holding a worker and a GPU
+            client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+            logger.warning("shard flow run %s did not finish within %.0f s: cancelling it; "
+                           "its runs are recorded as failed and retrained next time",
+                           flow_run_id, timeout_s)
     for shard in started:
         state = states.get(shard["flow_run_id"])
         shard["state"] = state.type.value if state is not None else "TIMED_OUT"

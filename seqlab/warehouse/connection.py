@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from seqlab.warehouse.errors import WarehouseLocked, WarehouseMissing, WarehouseSchemaError
+from seqlab.warehouse.errors import (
+    WarehouseLocked,
+    WarehouseMissing,
+    WarehouseSchemaError,
+    WarehouseSchemaOutdated,
+)
 from seqlab.warehouse.migrations import apply_migrations, latest_version, schema_version
 
 # DuckDB (1.x-2.x) words a cross-process lock conflict like:
@@ -25,7 +31,9 @@ _LOCK_FAILURE = "Could not set lock on file"
 _SAME_PROCESS_CONFLICT = "different configuration than existing connections"
 
 _FIRST_BACKOFF_S = 0.05
-_MAX_BACKOFF_S = 1.0
+# Short, jittered waits: a grid's writer holds the file for well under a second per store,
+# and a reader polling at a fixed long interval can keep missing those gaps.
+_MAX_BACKOFF_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,14 @@ def _open_with_retry(path: Path, read_only: bool, timeout_s: float) -> duckdb.Du
             waited = time.monotonic() - started
             if waited >= timeout_s:
                 raise WarehouseLocked(path, holder.pid, holder.exe, waited) from exc
-            time.sleep(min(delay, timeout_s - waited))
+            time.sleep(min(delay * random.uniform(0.5, 1.0), timeout_s - waited))
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
 
 def _check_readable_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     found, expected = schema_version(con), latest_version()
     if found < expected:
-        raise WarehouseSchemaError(
+        raise WarehouseSchemaOutdated(
             f"warehouse {path} is at schema version {found}, this code needs {expected}; "
             "any write (e.g. an ingest) migrates it"
         )
@@ -107,3 +115,15 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+@contextmanager
+def connect_reader(path: Path, *, timeout_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only open (readers never block one another); a file at an older schema is
+    opened writable instead, once, so its migrations run before it is read."""
+    with ExitStack() as stack:
+        try:
+            con = stack.enter_context(connect(path, read_only=True, timeout_s=timeout_s))
+        except WarehouseSchemaOutdated:
+            con = stack.enter_context(connect(path, timeout_s=timeout_s))
+        yield con

@@ -54,6 +54,10 @@ class WarehouseSchemaError(WarehouseError):
     """The file's schema version does not match what this code expects."""
 
 
+class WarehouseSchemaOutdated(WarehouseSchemaError):
+    """The file is at an older schema version; any writable open migrates it."""
+
+
 class WarehouseQueryError(WarehouseError):
     """An ad-hoc query was refused or failed (bad SQL, or a write on a read-only open)."""
 

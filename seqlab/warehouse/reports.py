@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from seqlab.warehouse.clock import utc_now
-from seqlab.warehouse.connection import connect
+from seqlab.warehouse.connection import connect, connect_reader
 from seqlab.warehouse.errors import WarehouseQueryError, WarehouseStoreError
 
 # Per-grid frames the report needs, each a query with $grid as the grid id.
@@ -62,7 +62,7 @@ class ReportInputs:
 
 def latest_grid_id(path: Path, *, timeout_s: float = 10.0) -> str:
     """The most recently started grid; WarehouseQueryError when the warehouse has none."""
-    with connect(path, timeout_s=timeout_s) as con:
+    with connect_reader(path, timeout_s=timeout_s) as con:
         rows = con.execute(
             "SELECT grid_id FROM grids ORDER BY started_at DESC, grid_id DESC LIMIT 1"
         ).fetchall()
@@ -74,10 +74,10 @@ def latest_grid_id(path: Path, *, timeout_s: float = 10.0) -> str:
 def load_report_inputs(path: Path, grid_id: str, *, timeout_s: float = 10.0) -> ReportInputs:
     """Every frame the report of ``grid_id`` needs.
 
-    Opens the warehouse writable so an older file gets the report views (migration 3)
-    first. Raises WarehouseQueryError naming the grid when it is not in the warehouse.
+    Reads through a read-only open; an older file is migrated first so it has the report
+    views (migration 3). Raises WarehouseQueryError naming the grid when it is not there.
     """
-    with connect(path, timeout_s=timeout_s) as con:
+    with connect_reader(path, timeout_s=timeout_s) as con:
         grids = con.sql("SELECT * FROM grids WHERE grid_id = $grid", params={"grid": grid_id}).pl()
         if grids.is_empty():
             known = [r[0] for r in con.execute(
