@@ -172,3 +172,36 @@ def test_pack_requests_capture_graphs_on_cuda(prices_file, mode):
                                                          "mode": mode}
         assert alone.result["determinism"]["graph"] == "captured"
         assert outcome.result["test_loss"] == pytest.approx(alone.result["test_loss"], rel=1e-4)
+
+
+def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypatch):
+    """A 2-GPU host (simulated): packs alternate cuda:0 / cuda:1 under each GPU's own limit."""
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+
+    import seqlab.flows.train as train_flows
+    from seqlab.devices import gpu_limit_name
+    from seqlab.runs import RunOutcome, read_frames
+
+    monkeypatch.setattr(train_flows, "gpu_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=0: (80 * GIB, 80 * GIB))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Simulated GPU")
+
+    @task(name="train-pack")
+    def placed(pack, gpu_limit=None, pack_mode="streams"):  # where would each pack train?
+        return [RunOutcome(r, None, f"placed {r.device} {gpu_limit} pack {len(pack)}", "host")
+                for r in pack]
+
+    monkeypatch.setattr(train_flows, "train_pack_task", placed)
+    configs = [TrainConfig(cell=c, seed=s, **SMALL) for c in ("rnn", "gru", "lstm") for s in range(4)]
+    requests = requests_for(configs, str(tmp_path))
+    grid_here = flow(name="grid-here")(train_flows._train_here)  # as train-grid/train-shard call it
+    failed = grid_here(requests, "g", 1, 0, "streams", results=str(tmp_path / "out"))
+    assert failed == 12
+    errors = [read_frames(str(tmp_path / "out" / r.run_id)).runs["error"][0] for r in requests]
+    # automatic size: 12 configs over 2 GPUs x 1 slot -> packs of 6, one per GPU
+    assert sorted(errors) == sorted(
+        [f"placed cuda:0 {gpu_limit_name(0)} pack 6"] * 6 + [f"placed cuda:1 {gpu_limit_name(1)} pack 6"] * 6)
+    with get_client(sync_client=True) as client:
+        for index in (0, 1):
+            assert client.read_global_concurrency_limit_by_name(gpu_limit_name(index)).limit == 1
