@@ -636,3 +636,13 @@ def test_a_million_row_canonical_file_parses_quickly():
     # jobs on a shared machine cannot make this flaky; a per-row Python loop would still take
     # tens of seconds.
     assert cpu_s < 4.0, f"1M rows took {cpu_s:.2f} s of CPU"
+
+
+def test_one_odd_first_row_does_not_decide_the_date_format():
+    """The format of a generic file's dates is voted by its first rows, not taken from row 1."""
+    iso = _parse("date,close\n1700000000,1\n2024-01-01,1\n2024-01-02,1\n2024-01-03,1\n")
+    assert iso.rows["date"].to_list() == [D(2024, 1, 1), D(2024, 1, 2), D(2024, 1, 3)]
+    assert iso.rejects["rule"].to_list() == ["unparseable_date"]
+    unix = _parse("date,close\n2024-01-01,1\n1704153600,1\n1704240000,1\n")
+    assert unix.rows["date"].to_list() == [D(2024, 1, 2), D(2024, 1, 3)]
+    assert unix.rejects["rule"].to_list() == ["unparseable_date"]

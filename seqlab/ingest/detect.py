@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from seqlab.ingest.layouts import (
@@ -18,6 +19,7 @@ from seqlab.ingest.layouts import (
 
 _DAY_MONTH_DATE = re.compile(r"^[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}$")
 _EPOCH = re.compile(r"^[0-9]{9,16}$")
+_SNIFF_ROWS = 50  # date values voting on a sniffed format: one odd first row must not decide
 _BANNER = re.compile(r"^https?://\S+$")
 _SEPARATORS = (",", ";", "\t", "|")
 _PADDING_SAMPLE_LINES = 50
@@ -96,6 +98,18 @@ def _sniff_date_format(value: str) -> str:
     return "iso"
 
 
+def _sniff_column_format(lines: list[str], separator: str, index: int) -> str:
+    """The format most of the first data rows' dates have (ties: the earliest row's)."""
+    votes: Counter[str] = Counter()
+    for line in lines:
+        if sum(votes.values()) >= _SNIFF_ROWS:
+            break
+        cells = split_line(line, separator) if line.strip() else []
+        if len(cells) > index and cells[index].strip():
+            votes[_sniff_date_format(cells[index])] += 1
+    return votes.most_common(1)[0][0] if votes else "iso"
+
+
 def detect_layout(head_lines: list[str], symbol: str) -> DetectedLayout | None:
     """Recognise the layout from the first lines of a file (BOM removed, line ends stripped).
 
@@ -130,8 +144,7 @@ def detect_layout(head_lines: list[str], symbol: str) -> DetectedLayout | None:
             continue
         date_format = layout.date_format
         if date_format == "sniff":
-            date_value = first_row[columns["date"]] if len(first_row) > columns["date"] else ""
-            date_format = _sniff_date_format(date_value)
+            date_format = _sniff_column_format(head_lines[data_start:], separator, columns["date"])
         return DetectedLayout(
             layout=layout,
             separator=separator,
