@@ -55,21 +55,32 @@ def _lightning_callback_base():
 
 
 def _make_timer():
-    """A Lightning callback recording the wall time at every train-batch and epoch end."""
+    """A Lightning callback recording the wall time at every train-batch and epoch end.
+
+    The times live in lists the class closes over, not on the instance: NeuralForecast
+    deep-copies its models' trainer arguments, callbacks included, and a copy's own lists
+    would never be seen here.
+    """
+    batch_ends: list[float] = []
+    epoch_ends: list[float] = []
 
     class StepTimer(_lightning_callback_base()):
-        def __init__(self) -> None:
-            self.batch_ends: list[float] = []
-            self.epoch_ends: list[float] = []
+        @property
+        def batch_ends(self) -> list[float]:
+            return batch_ends
+
+        @property
+        def epoch_ends(self) -> list[float]:
+            return epoch_ends
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
-            self.epoch_ends.append(time.perf_counter())
+            epoch_ends.append(time.perf_counter())
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            self.batch_ends.append(time.perf_counter())
+            batch_ends.append(time.perf_counter())
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
-            self.epoch_ends.append(time.perf_counter())
+            epoch_ends.append(time.perf_counter())
 
     return StepTimer()
 
