@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.engine.config import TrainConfig
+from seqlab.engine.cpu_rnn import fast_forward, fast_path_supported
 from seqlab.engine.recording import RunHistory, assemble_result, predict_scaled
 from seqlab.engine.result import EpochRecord, TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device
@@ -38,6 +39,19 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
     )
 
 
+def model_forward(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training forward pass: on CPU, RNN/GRU layers with a hand-written backward.
+
+    torch's CPU RNN/GRU backward is autograd over every small op of every step; the
+    hand-written one (``seqlab.engine.cpu_rnn``) does the weight gradients as one matmul
+    over all steps and trains these models 1.2-1.5x faster per step. Same function,
+    gradients equal within float rounding. LSTM keeps torch's fused oneDNN kernels.
+    """
+    if device.type == "cpu" and isinstance(model, StackedRNN) and fast_path_supported(model):
+        return lambda x: fast_forward(model, x)
+    return model
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -53,6 +67,7 @@ def train_one_epoch(
     The result is a 0-d tensor on the device: nothing here waits for the device.
     """
     model.train()
+    forward = model_forward(model, X.device)
     n = X.shape[0]
     order = torch.randperm(n, generator=generator, device=X.device)  # (N,)
     total = torch.zeros((), device=X.device)
@@ -60,7 +75,7 @@ def train_one_epoch(
         idx = order[start : start + batch_size]  # (B,)
         xb = X.index_select(0, idx)  # (B, T, F)
         yb = y.index_select(0, idx)  # (B,)
-        loss = F.mse_loss(model(xb), yb)
+        loss = F.mse_loss(forward(xb), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -91,6 +106,8 @@ def train_config(
     torch.manual_seed(config.seed)  # model init and dropout
     model = StackedRNN(config.model_config(data.n_features)).to(device)
     optimizer = make_optimizer(model, config, device)
+    determinism["recurrent_backward"] = (
+        "seqlab cpu_rnn" if model_forward(model, device) is not model else "torch")
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)  # batch order
 
