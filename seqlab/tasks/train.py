@@ -10,6 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
+from seqlab.engine.runtime import tune_malloc
 from seqlab.packs import pack_label, train_pack_requests
 from seqlab.runs import (
     FRAME_NAMES,
@@ -47,6 +48,7 @@ def _pack_run_name() -> str:
 def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
                     pack_mode: str = "streams") -> list[RunOutcome]:
     """One pack of configs (often a pack of one) on this worker; one outcome per config."""
+    tune_malloc()  # glibc's fault-heavy mode costs CPU epochs 10-25% (seqlab.engine.runtime)
     worker = socket.gethostname()
     if gpu_limit is None:
         return train_pack_requests(pack, worker, pack_mode)
