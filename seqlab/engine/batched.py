@@ -38,7 +38,7 @@ from torch import nn
 
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.graphed import (
-    WARMUP_STEPS,
+    CapturedRun,
     CaptureError,
     DeviceData,
     capture_blocker,
@@ -280,7 +280,7 @@ def batch_mismatch(configs: Sequence[TrainConfig]) -> list[str]:
 
 # --- training -----------------------------------------------------------------------------
 
-class BatchedRun:
+class BatchedRun(CapturedRun):
     """A batched pack's model, optimizer, per-member batch orders and captured graphs."""
 
     def __init__(self, configs: Sequence[TrainConfig], n_features: int, tensors: DeviceData,
@@ -355,106 +355,12 @@ class BatchedRun:
             losses.append(member_mse(predict_batched(self.model, t.X_val), t.y_val))
         return torch.stack(losses, dim=1)  # (K, 1|2)
 
-    def capture(self) -> None:
-        """Warm up, capture the step and eval graphs, restore; :class:`CaptureError` on failure."""
-        try:
-            self.prepare(use_graphs=True)
-        except Exception as error:  # any capture failure means: train eagerly instead
-            self.graph_full = self.graph_rem = self.graph_eval = None
-            self.captured = False
-            try:
-                torch.cuda.synchronize(self.device)
-            except Exception:  # a sticky CUDA error; the eager run will report it
-                pass
-            text = str(error).strip()
-            message = text.splitlines()[0][:300] if text else ""
-            raise CaptureError(f"{type(error).__name__}: {message}") from error
-
-    def prepare(self, *, use_graphs: bool) -> None:
-        """Warm-up steps, graph capture (``use_graphs``), then the initial state restored."""
-        initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        shapes = [full for full, count in ((True, self.n_full), (False, self.remainder)) if count]
-        self.order.copy_(torch.arange(self.n, device=self.device).expand(self.k, -1))
-        if use_graphs:
-            side = torch.cuda.Stream(self.device)  # warm-up and capture off the default stream
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                self._warm_up(shapes)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            torch.cuda.synchronize(self.device)
-            self._capture_graphs(shapes, side)
-        else:
-            self._warm_up(shapes)
-        self._restore(initial)
-
-    def _warm_up(self, shapes: list[bool]) -> None:
-        for full in shapes:
-            for _ in range(WARMUP_STEPS):
-                self.step_counter.zero_()
-                self.optimizer.zero_grad(set_to_none=True)
-                self._step(full)
-        self._evaluate()
-
-    def _capture_graphs(self, shapes: list[bool], stream: torch.cuda.Stream) -> None:
-        graphs = {}
-        for full in shapes:
-            graph = torch.cuda.CUDAGraph()
-            self.optimizer.zero_grad(set_to_none=True)  # backward allocates grads in the pool
-            with torch.cuda.graph(graph, stream=stream):
-                self._step(full)
-            graphs[full] = graph
-        graph_eval = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph_eval, stream=stream):
-            self.eval_losses = self._evaluate()
-        self.graph_full, self.graph_rem, self.graph_eval = graphs.get(True), graphs.get(False), graph_eval
-        torch.cuda.synchronize(self.device)
-        self.captured = True
-
-    def _restore(self, initial: dict[str, torch.Tensor]) -> None:
-        """Undo the warm-up in place: captured graphs hold these tensors' addresses."""
-        with torch.no_grad():
-            for name, tensor in self.model.state_dict().items():
-                tensor.copy_(initial[name])
-            for state in self.optimizer.state.values():
-                for value in state.values():
-                    if torch.is_tensor(value):
-                        value.zero_()  # a fresh Adam: step 0, zero moments
-            self.step_counter.zero_()
-            self.loss_sum.zero_()
-
     def begin_epoch(self) -> None:
         """Draw every member's batch order from its own generator and reset the counters."""
         for k, generator in enumerate(self.generators):
             self.order[k].copy_(torch.randperm(self.n, generator=generator, device=self.device))
         self.step_counter.zero_()
         self.loss_sum.zero_()
-
-    def replay_full(self) -> None:
-        if self.captured:
-            self.graph_full.replay()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._step(True)
-
-    def finish_epoch(self) -> torch.Tensor:
-        """Remainder step and evaluation; per-member rows [train, test(, val)] (K, 2|3), no sync."""
-        if self.graph_rem is not None:
-            self.graph_rem.replay()
-        elif self.remainder and not self.captured:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._step(False)
-        if self.captured:
-            self.graph_eval.replay()
-            eval_losses = self.eval_losses
-        else:
-            eval_losses = self._evaluate()
-        return torch.cat([(self.loss_sum / self.n).unsqueeze(1), eval_losses], dim=1)
-
-    def run_epoch(self) -> torch.Tensor:
-        self.begin_epoch()
-        for _ in range(self.n_full):
-            self.replay_full()
-        return self.finish_epoch()
 
 
 def train_pack_batched(

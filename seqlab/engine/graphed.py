@@ -94,61 +94,14 @@ def make_capturable_optimizer(model: nn.Module, config: TrainConfig) -> tuple[to
         return optimizer, "adam foreach capturable"
 
 
-class GraphedRun:
-    """One config's model, optimizer and captured step/eval graphs on one CUDA device."""
+class CapturedRun:
+    """Warm-up, capture, restore and replay: what a graphed run and a batched pack share.
 
-    def __init__(self, config: TrainConfig, n_features: int, tensors: DeviceData,
-                 device: torch.device) -> None:
-        self.config, self.tensors, self.device = config, tensors, device
-        torch.manual_seed(config.seed)  # model init, as in the eager engine
-        self.model = StackedRNN(config.model_config(n_features)).to(device)
-        self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, config)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(config.seed)  # batch order, as in the eager engine
-        n, lookback, features = tensors.X_train.shape
-        batch = config.batch_size
-        self.n, self.n_full, self.batch = n, n // batch, batch
-        self.remainder = n - self.n_full * batch
-        self.order = torch.zeros(n, dtype=torch.long, device=device)  # this epoch's permutation
-        self.order_full = self.order[: self.n_full * batch].view(self.n_full, batch)
-        self.order_rem = self.order[self.n_full * batch:]
-        self.step_counter = torch.zeros(1, dtype=torch.long, device=device)  # full batches done
-        self.loss_sum = torch.zeros((), device=device)  # sample-weighted train loss
-        self.X_batch = torch.zeros(batch, lookback, features, device=device)
-        self.y_batch = torch.zeros(batch, device=device)
-        self.X_rem = torch.zeros(self.remainder, lookback, features, device=device)
-        self.y_rem = torch.zeros(self.remainder, device=device)
-        self.graph_full: torch.cuda.CUDAGraph | None = None
-        self.graph_rem: torch.cuda.CUDAGraph | None = None
-        self.graph_eval: torch.cuda.CUDAGraph | None = None
-        self.eval_losses: torch.Tensor | None = None  # (1,) or (2,): test[, val] from graph_eval
-        self.captured = False
-
-    def _step(self, full: bool) -> None:
-        """One training step on the static buffers (run eagerly in warm-up, then captured)."""
-        if full:
-            idx = self.order_full.index_select(0, self.step_counter).view(-1)  # (B,)
-            xb, yb, size = self.X_batch, self.y_batch, self.batch
-        else:
-            idx, xb, yb, size = self.order_rem, self.X_rem, self.y_rem, self.remainder
-        xb.copy_(self.tensors.X_train.index_select(0, idx))
-        yb.copy_(self.tensors.y_train.index_select(0, idx))
-        loss = F.mse_loss(self.model(xb), yb)
-        loss.backward()
-        if self.config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
-        self.optimizer.step()
-        with torch.no_grad():
-            self.loss_sum.add_(loss.detach() * size)
-            if full:
-                self.step_counter.add_(1)
-
-    def _evaluate(self) -> torch.Tensor:
-        t = self.tensors
-        losses = [F.mse_loss(predict_scaled(self.model, t.X_test), t.y_test)]
-        if t.X_val.shape[0] > 0:
-            losses.append(F.mse_loss(predict_scaled(self.model, t.X_val), t.y_val))
-        return torch.stack(losses)
+    A subclass sets ``model``, ``optimizer``, ``device``, ``n``, ``n_full``, ``remainder``,
+    ``order``, ``step_counter``, ``loss_sum`` and the ``graph_*``/``eval_losses``/``captured``
+    fields, and defines ``_step(full)`` (one step on its static buffers), ``_evaluate()``
+    (test[, val] losses) and ``begin_epoch()`` (this epoch's batch order, counters reset).
+    """
 
     def capture(self) -> None:
         """Warm up, capture the step and eval graphs, then restore the initial state.
@@ -176,7 +129,7 @@ class GraphedRun:
         """
         initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         shapes = [full for full, count in ((True, self.n_full), (False, self.remainder)) if count]
-        self.order.copy_(torch.arange(self.n, device=self.device))
+        self.order.copy_(torch.arange(self.n, device=self.device))  # broadcast over members
         if use_graphs:
             # A stream of its own for warm-up and capture: cuBLAS keys its workspace by
             # stream, and graphs of a pack replay concurrently, so they must not share one.
@@ -234,14 +187,9 @@ class GraphedRun:
             self.optimizer.zero_grad(set_to_none=True)
             self._step(True)
 
-    def begin_epoch(self) -> None:
-        """Draw this epoch's batch order (same generator call as eager) and reset counters."""
-        self.order.copy_(torch.randperm(self.n, generator=self.generator, device=self.device))
-        self.step_counter.zero_()
-        self.loss_sum.zero_()
-
     def finish_epoch(self) -> torch.Tensor:
-        """Replay the remainder step and the evaluation; losses [train, test(, val)], no sync."""
+        """Replay the remainder step and the evaluation; losses [train, test(, val)] (per
+        member in a batched pack), without a host sync."""
         if self.graph_rem is not None:
             self.graph_rem.replay()
         elif self.remainder and not self.captured:  # not captured: step eagerly
@@ -252,7 +200,7 @@ class GraphedRun:
             eval_losses = self.eval_losses
         else:
             eval_losses = self._evaluate()
-        return torch.cat([(self.loss_sum / self.n).view(1), eval_losses])
+        return torch.cat([(self.loss_sum / self.n).unsqueeze(-1), eval_losses], dim=-1)
 
     def run_epoch(self) -> torch.Tensor:
         """One whole epoch enqueued on the current stream."""
@@ -260,6 +208,69 @@ class GraphedRun:
         for _ in range(self.n_full):
             self.replay_full()
         return self.finish_epoch()
+
+
+class GraphedRun(CapturedRun):
+    """One config's model, optimizer and captured step/eval graphs on one CUDA device."""
+
+    def __init__(self, config: TrainConfig, n_features: int, tensors: DeviceData,
+                 device: torch.device) -> None:
+        self.config, self.tensors, self.device = config, tensors, device
+        torch.manual_seed(config.seed)  # model init, as in the eager engine
+        self.model = StackedRNN(config.model_config(n_features)).to(device)
+        self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, config)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(config.seed)  # batch order, as in the eager engine
+        n, lookback, features = tensors.X_train.shape
+        batch = config.batch_size
+        self.n, self.n_full, self.batch = n, n // batch, batch
+        self.remainder = n - self.n_full * batch
+        self.order = torch.zeros(n, dtype=torch.long, device=device)  # this epoch's permutation
+        self.order_full = self.order[: self.n_full * batch].view(self.n_full, batch)
+        self.order_rem = self.order[self.n_full * batch:]
+        self.step_counter = torch.zeros(1, dtype=torch.long, device=device)  # full batches done
+        self.loss_sum = torch.zeros((), device=device)  # sample-weighted train loss
+        self.X_batch = torch.zeros(batch, lookback, features, device=device)
+        self.y_batch = torch.zeros(batch, device=device)
+        self.X_rem = torch.zeros(self.remainder, lookback, features, device=device)
+        self.y_rem = torch.zeros(self.remainder, device=device)
+        self.graph_full: torch.cuda.CUDAGraph | None = None
+        self.graph_rem: torch.cuda.CUDAGraph | None = None
+        self.graph_eval: torch.cuda.CUDAGraph | None = None
+        self.eval_losses: torch.Tensor | None = None  # (1,) or (2,): test[, val] from graph_eval
+        self.captured = False
+
+    def _step(self, full: bool) -> None:
+        """One training step on the static buffers (run eagerly in warm-up, then captured)."""
+        if full:
+            idx = self.order_full.index_select(0, self.step_counter).view(-1)  # (B,)
+            xb, yb, size = self.X_batch, self.y_batch, self.batch
+        else:
+            idx, xb, yb, size = self.order_rem, self.X_rem, self.y_rem, self.remainder
+        xb.copy_(self.tensors.X_train.index_select(0, idx))
+        yb.copy_(self.tensors.y_train.index_select(0, idx))
+        loss = F.mse_loss(self.model(xb), yb)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip, foreach=True)
+        self.optimizer.step()
+        with torch.no_grad():
+            self.loss_sum.add_(loss.detach() * size)
+            if full:
+                self.step_counter.add_(1)
+
+    def _evaluate(self) -> torch.Tensor:
+        t = self.tensors
+        losses = [F.mse_loss(predict_scaled(self.model, t.X_test), t.y_test)]
+        if t.X_val.shape[0] > 0:
+            losses.append(F.mse_loss(predict_scaled(self.model, t.X_val), t.y_val))
+        return torch.stack(losses)
+
+    def begin_epoch(self) -> None:
+        """Draw this epoch's batch order (same generator call as eager) and reset counters."""
+        self.order.copy_(torch.randperm(self.n, generator=self.generator, device=self.device))
+        self.step_counter.zero_()
+        self.loss_sum.zero_()
 
 
 def train_eager_fallback(config: TrainConfig, prices: pl.DataFrame, reason: str, *,
