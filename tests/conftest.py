@@ -52,6 +52,26 @@ def coincodex_prices():
     )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from 2 intra-op threads, and OpenMP spin-waits make them
+    crawl when pytest-xdist workers share the cores; the engine itself keeps the default.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def recent_prices(coincodex_prices):
+    """The last 400 real days: enough for every engine path, small enough to be quick
+    (299 train windows at lookback 10: 9 batches of 32 + 11)."""
+    return coincodex_prices.tail(400)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server + database for every flow test of the session."""

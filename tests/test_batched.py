@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
@@ -25,18 +24,7 @@ TIMING_FIELDS = {"seconds", "epoch_seconds", "checkpoint_path", "determinism"}
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def recent_prices(coincodex_prices) -> pl.DataFrame:
-    """The last 400 real days (299 train windows at lookback 10: 9 batches of 32 + 11)."""
-    return coincodex_prices.tail(400)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seeded_models(config: ModelConfig, seeds: list[int]) -> list[StackedRNN]:

@@ -15,12 +15,7 @@ from seqlab.models import ModelConfig, StackedRNN
 MODULES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> None:

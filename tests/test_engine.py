@@ -27,20 +27,7 @@ from seqlab.features import build_features
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from 2 intra-op threads, and OpenMP spin-waits make them
-    crawl when pytest-xdist workers share the cores; the engine itself keeps the default."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def recent_prices(coincodex_prices) -> pl.DataFrame:
-    """The last 400 real days: enough for every engine path, small enough to be quick."""
-    return coincodex_prices.tail(400)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_run_key_is_stable_and_normalised():

@@ -22,18 +22,7 @@ TIMING_FIELDS = {"seconds", "epoch_seconds", "checkpoint_path", "determinism"}
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def recent_prices(coincodex_prices) -> pl.DataFrame:
-    """The last 400 real days (real closes; 299 train windows at lookback 10)."""
-    return coincodex_prices.tail(400)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def comparable(result) -> dict:

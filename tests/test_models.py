@@ -13,13 +13,7 @@ from seqlab.models import CELLS, NORMS, ModelConfig, StackedRNN, count_parameter
 B, T, F, H = 8, 12, 3, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waits when test workers share cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(("cell", "depth", "norm"), list(itertools.product(CELLS, (1, 2, 3), NORMS)))
