@@ -140,7 +140,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train one config on the stored prices, without Prefect (quick experiments)."""
-    from seqlab.engine import TrainConfig, train_config, tune_malloc
+    from seqlab.engine import TrainConfig, tune_malloc
+    from seqlab.engine.graphed import train_on_device
     from seqlab.warehouse import WarehouseError, latest_gate, load_prices
 
     settings = Settings.from_env(warehouse, out)
@@ -162,8 +163,8 @@ def train(
     tune_malloc()
     on_epoch = None if as_json else _epoch_printer(epochs)
     try:
-        result = train_config(config, prices, checkpoint_dir=settings.output_dir / "checkpoints",
-                              on_epoch=on_epoch)
+        result = train_on_device(config, prices, checkpoint_dir=settings.output_dir / "checkpoints",
+                                 on_epoch=on_epoch)
     except ValueError as exc:
         _fail(str(exc))
     if as_json:

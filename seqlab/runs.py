@@ -209,15 +209,12 @@ def train_request(request: RunRequest, worker: str = "") -> RunOutcome:
     On CUDA the step is replayed as a CUDA graph (``seqlab.engine.graphed``), which falls
     back to the eager engine, and says so on the result, where capture is impossible.
     """
-    from seqlab.engine.graphed import train_config_graphed
-    from seqlab.engine.runtime import resolve_device
-    from seqlab.engine.train import train_config
+    from seqlab.engine.graphed import train_on_device
 
     try:
-        config = request.train_config()
-        engine = train_config_graphed if resolve_device(config.device).type == "cuda" else train_config
-        result: TrainResult = engine(
-            config, read_prices(request.prices_path), checkpoint_dir=Path(request.checkpoint_dir)
+        result: TrainResult = train_on_device(
+            request.train_config(), read_prices(request.prices_path),
+            checkpoint_dir=Path(request.checkpoint_dir),
         )
         return RunOutcome(request, result.to_dict(), None, worker)
     except Exception as exc:  # recorded on the run's row; the rest of the grid goes on

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import seqlab.engine.train as eager_engine
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.recording import RunHistory, assemble_result
 from seqlab.engine.result import EpochRecord, TrainResult
@@ -321,3 +322,17 @@ def train_config_graphed(
             break
     return assemble_result(config, data, run.model, history, tensors.X_test, device=device,
                            determinism=determinism, started=started, checkpoint_dir=checkpoint_dir)
+
+
+def train_on_device(
+    config: TrainConfig,
+    prices: pl.DataFrame,
+    *,
+    checkpoint_dir: Path | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """The engine a single run should use: CUDA graphs on a GPU, the eager engine elsewhere."""
+    if resolve_device(config.device).type == "cuda":
+        return train_config_graphed(config, prices, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+    # Looked up at call time, so a test (or a profiler) that patches the eager engine sees it.
+    return eager_engine.train_config(config, prices, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
