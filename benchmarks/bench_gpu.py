@@ -36,13 +36,13 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA start
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench_data import load_prices  # noqa: E402
+from bench_train import run_reference_epoch  # noqa: E402
 
 from seqlab.engine import TrainConfig, train_config  # noqa: E402
 from seqlab.engine.batched import plan_batched_packs, train_pack_batched  # noqa: E402
@@ -78,15 +78,7 @@ def reference_epochs(config: TrainConfig, prices: pl.DataFrame, device: torch.de
     for epoch in range(warmup + timed):
         sync(device)
         start = time.perf_counter()
-        model.train()
-        total = 0.0
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            loss = F.mse_loss(model(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(xb)
+        run_reference_epoch(model, optimizer, loader, device)
         sync(device)
         if epoch >= warmup:
             seconds.append(time.perf_counter() - start)

@@ -18,6 +18,7 @@ from seqlab.engine.batched import (
 from seqlab.engine.packing import pack_key
 from seqlab.models import StackedRNN
 from seqlab.models.rnn import CELLS, NORMS, ModelConfig
+from tests.test_graphed import CUDA_CASES  # the same cases as the graphed engine's
 
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
 TIMING_FIELDS = {"seconds", "epoch_seconds", "checkpoint_path", "determinism"}
@@ -199,12 +200,6 @@ def test_dropout_between_layers_is_refused(recent_prices):
 
 
 # --- CUDA only ----------------------------------------------------------------------------
-
-CUDA_CASES = [
-    {"cell": "lstm", "depth": 1, "norm": "none"},
-    {"cell": "gru", "depth": 2, "norm": "batch", "grad_clip": 0.5},
-    {"cell": "rnn", "depth": 2, "norm": "layer", "val_fraction": 0.1},
-]
 
 
 @cuda_only
