@@ -26,8 +26,10 @@ from torch.autograd.function import once_differentiable
 
 from seqlab.models.rnn import StackedRNN
 
-# LSTM is left to torch: on CPU nn.LSTM trains through oneDNN's fused RNN kernels, which
-# a per-step Python loop measured ~2x slower than (2 threads, B=64, T=60, H=64).
+# LSTM is left to torch: on CPU nn.LSTM trains through oneDNN's fused RNN kernels. A
+# hand-written LSTM in this module's layout (reordered gates, bulk weight gradients) took
+# 32-36 ms per forward+backward of a 2-layer batch against oneDNN's 16-26 ms (2 threads,
+# B=64, T=60, H=64); torch.compile of an unrolled cell took 32-43 ms after a 100 s compile.
 FAST_CELLS: tuple[str, ...] = ("rnn", "gru")
 
 # Layout: inside a layer every per-step quantity is "unit-major", (units, B): W_hh @ h^T
