@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from seqlab.engine import TrainConfig, make_optimizer, predict_scaled, train_config, train_one_epoch
-from seqlab.engine.graphed import DeviceData, GraphedRun, capture_blocker, train_config_graphed
+from seqlab.engine.checkpoint import load_checkpoint, predict_next
+from seqlab.engine.graphed import (
+    DeviceData,
+    GraphedRun,
+    capture_blocker,
+    train_config_graphed,
+    train_on_device,
+)
 from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack
 from seqlab.engine.recording import RunHistory, assemble_result
 from seqlab.engine.runtime import configure_determinism
@@ -194,6 +201,36 @@ def test_graphed_matches_eager_on_cuda(recent_prices, case):
     for name in ("train_loss", "test_loss", "val_loss"):
         np.testing.assert_allclose(getattr(graphed, name), getattr(eager, name), rtol=1e-4)
     assert graphed.best_epoch == eager.best_epoch
+
+
+def _train_like_the_cli(config: TrainConfig, prices: pl.DataFrame, checkpoint_dir):
+    """What `seqlab train` does after loading prices: train_on_device with an epoch printer."""
+    records = []
+    result = train_on_device(config, prices, checkpoint_dir=checkpoint_dir, on_epoch=records.append)
+    assert [r.epoch for r in records] == list(range(1, config.epochs + 1))
+    assert [r.train_loss for r in records] == result.train_loss
+    checkpoint = load_checkpoint(result.checkpoint_path)
+    assert checkpoint.config.to_dict() == config.to_dict()
+    day, forecast = predict_next(result.checkpoint_path, prices)
+    assert day > prices.get_column("date").max() and np.isfinite(forecast) and forecast > 0
+    return result
+
+
+def test_train_on_device_is_the_eager_engine_off_cuda(recent_prices, tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 3, "cell": "gru", "depth": 2})
+    result = _train_like_the_cli(config, recent_prices, tmp_path)
+    assert "graph" not in result.determinism
+    assert comparable(result) == comparable(train_config(config, recent_prices))
+
+
+@cuda_only
+@pytest.mark.parametrize("device", ["cuda", "auto"])  # `seqlab train` defaults to --device auto
+def test_train_on_device_captures_a_graph_on_cuda(recent_prices, tmp_path, device):
+    config = TrainConfig(**{**TINY, "device": device, "epochs": 3, "cell": "lstm", "depth": 2, "norm": "layer"})
+    result = _train_like_the_cli(config, recent_prices, tmp_path)
+    assert result.determinism["graph"] == "captured" and result.status == "ok"
+    eager = train_config(TrainConfig(**{**config.to_dict(), "device": "cuda"}), recent_prices)
+    np.testing.assert_allclose(result.test_loss, eager.test_loss, rtol=1e-4)
 
 
 @cuda_only
