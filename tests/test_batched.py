@@ -122,6 +122,7 @@ def test_from_models_refuses_mixed_architectures_and_dropout():
     {"cell": "gru", "depth": 2, "norm": "batch"},
     {"cell": "lstm", "depth": 1, "norm": "none", "grad_clip": 1.0},
     {"cell": "rnn", "depth": 3, "norm": "layer", "val_fraction": 0.1},
+    {"cell": "lstm", "depth": 2, "norm": "batch", "lookback": 1, "batch_size": 53},  # 5 x 53 + 54
 ])
 def test_batched_training_equals_each_config_alone(recent_prices, case):
     configs = [TrainConfig(**{**TINY, "epochs": 3, "seed": seed, **case}) for seed in (0, 1, 2)]

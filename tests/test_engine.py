@@ -22,7 +22,9 @@ from seqlab.engine import (
     train_config,
     tune_malloc,
 )
+from seqlab.engine.train import batch_plan, folds_single_window
 from seqlab.features import build_features
+from seqlab.models import StackedRNN
 
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
 
@@ -70,6 +72,29 @@ def test_same_config_same_losses_on_cpu(recent_prices):
     assert first.predictions == second.predictions
     other_seed = train_config(TrainConfig(**{**config.to_dict(), "seed": 8}), recent_prices)
     assert other_seed.train_loss != first.train_loss
+
+
+def test_batch_plan_folds_a_lone_window_only_when_asked():
+    assert batch_plan(319, 53, fold_single=False) == (6, 1)
+    assert batch_plan(319, 53, fold_single=True) == (5, 54)
+    assert batch_plan(318, 53, fold_single=True) == (6, 0)
+    assert batch_plan(320, 53, fold_single=True) == (6, 2)
+    assert batch_plan(1, 53, fold_single=True) == (0, 1)  # nothing to fold into
+    assert folds_single_window("batch", 1) and not folds_single_window("batch", 2)
+    assert not folds_single_window("layer", 1)
+
+
+def test_lookback_one_batchnorm_trains_when_one_window_is_left_over(recent_prices):
+    """319 one-day windows in batches of 53 leave one window: BatchNorm would see a single
+    value per channel and torch raises; the engine folds it into the batch before."""
+    config = TrainConfig(cell="gru", depth=2, norm="batch", lookback=1, hidden=8, batch_size=53,
+                         epochs=2, device="cpu")
+    assert build_features(recent_prices, config.feature_spec()).X_train.shape[0] == 319
+    result = train_config(config, recent_prices)
+    assert result.status == "ok" and all(np.isfinite(result.train_loss))
+    model = StackedRNN(config.model_config(1)).train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(torch.zeros(1, 1, 1))  # what a one-window batch would do
 
 
 def test_huge_learning_rate_diverges_without_raising(recent_prices):

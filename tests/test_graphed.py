@@ -105,6 +105,8 @@ def test_recording_reproduces_the_eager_result(recent_prices, tmp_path, extra):
     ({"cell": "lstm", "batch_size": 32}, 400),  # 299 windows: 9 full batches + 11
     ({"cell": "gru", "depth": 2, "norm": "batch", "grad_clip": 0.1, "batch_size": 23}, 400),  # 13 x 23
     ({"cell": "rnn", "norm": "layer", "batch_size": 64, "val_fraction": 0.1}, 80),  # one partial batch
+    # 319 windows of one day: 5 x 53 + 54, the one-window batch folded into the one before
+    ({"cell": "gru", "depth": 2, "norm": "batch", "lookback": 1, "batch_size": 53}, 400),
 ])
 def test_static_buffer_steps_equal_eager_on_cpu(recent_prices, extra, n_days):
     """The graph's step logic (permutation buffer, device step counter, remainder step,
@@ -121,7 +123,9 @@ def test_static_buffer_steps_equal_eager_on_cpu(recent_prices, extra, n_days):
     eager = train_config(config, prices)
     expected = [[t, v] + ([eager.val_loss[i]] if eager.val_loss else [])
                 for i, (t, v) in enumerate(zip(eager.train_loss, eager.test_loss, strict=True))]
-    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    # rtol 1e-5: on CPU the eager engine trains RNN/GRU through cpu_rnn's hand-written
+    # backward, the static-buffer steps through torch's modules (float rounding only).
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
 # --- pack planning ------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from seqlab.engine.packing import PackEpochCallback, pack_key
 from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
 from seqlab.engine.result import TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device
+from seqlab.engine.train import batch_plan, folds_single_window
 from seqlab.features.windows import build_features
 from seqlab.models.rnn import ModelConfig, StackedRNN
 
@@ -300,8 +301,9 @@ class BatchedRun(CapturedRun):
         k = len(self.configs)
         n, lookback, features = tensors.X_train.shape
         batch = self.configs[0].batch_size
-        self.k, self.n, self.n_full, self.batch = k, n, n // batch, batch
-        self.remainder = n - self.n_full * batch
+        self.k, self.n, self.batch = k, n, batch
+        self.n_full, self.remainder = batch_plan(
+            n, batch, fold_single=folds_single_window(self.configs[0].norm, lookback))
         self.order = torch.zeros(k, n, dtype=torch.long, device=device)  # each member's permutation
         self.order_full = self.order[:, : self.n_full * batch].view(k, self.n_full, batch)
         self.order_rem = self.order[:, self.n_full * batch:]  # (K, R)

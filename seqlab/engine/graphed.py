@@ -224,8 +224,9 @@ class GraphedRun(CapturedRun):
         self.generator.manual_seed(config.seed)  # batch order, as in the eager engine
         n, lookback, features = tensors.X_train.shape
         batch = config.batch_size
-        self.n, self.n_full, self.batch = n, n // batch, batch
-        self.remainder = n - self.n_full * batch
+        self.n, self.batch = n, batch
+        self.n_full, self.remainder = eager_engine.batch_plan(
+            n, batch, fold_single=eager_engine.folds_single_window(config.norm, lookback))
         self.order = torch.zeros(n, dtype=torch.long, device=device)  # this epoch's permutation
         self.order_full = self.order[: self.n_full * batch].view(self.n_full, batch)
         self.order_rem = self.order[self.n_full * batch:]

@@ -52,6 +52,24 @@ def model_forward(model: nn.Module, device: torch.device) -> Callable[[torch.Ten
     return model
 
 
+def batch_plan(n: int, batch_size: int, *, fold_single: bool) -> tuple[int, int]:
+    """(number of full batches, size of the last batch; 0 when ``batch_size`` divides ``n``).
+
+    With ``fold_single`` a last batch of one window joins the batch before it, which then
+    holds ``batch_size + 1``: BatchNorm cannot normalise a single value per channel, and a
+    one-window batch of a lookback-1 model is exactly that. Every engine batches by this.
+    """
+    n_full, last = divmod(n, batch_size)
+    if fold_single and last == 1 and n_full > 0:
+        return n_full - 1, batch_size + 1
+    return n_full, last
+
+
+def folds_single_window(norm: str, lookback: int) -> bool:
+    """Whether a one-window batch would leave BatchNorm one value per channel."""
+    return norm == "batch" and lookback == 1
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -69,10 +87,13 @@ def train_one_epoch(
     model.train()
     forward = model_forward(model, X.device)
     n = X.shape[0]
+    norm = model.config.norm if isinstance(model, StackedRNN) else "none"
+    n_full, last = batch_plan(n, batch_size, fold_single=folds_single_window(norm, X.shape[1]))
+    ends = [*range(batch_size, n_full * batch_size + 1, batch_size)] + ([n] if last else [])
     order = torch.randperm(n, generator=generator, device=X.device)  # (N,)
     total = torch.zeros((), device=X.device)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]  # (B,)
+    for start, end in zip([0, *ends], ends, strict=False):
+        idx = order[start:end]  # (B,)
         xb = X.index_select(0, idx)  # (B, T, F)
         yb = y.index_select(0, idx)  # (B,)
         loss = F.mse_loss(forward(xb), yb)
