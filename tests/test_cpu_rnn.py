@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqlab.engine.cpu_rnn import FAST_CELLS, fast_forward, fast_path_supported, recurrent_layer
+from seqlab.engine.cpu_rnn import (
+    FAST_CELLS,
+    HAND_WRITTEN_CELLS,
+    fast_forward,
+    fast_path_label,
+    fast_path_supported,
+    recurrent_layer,
+)
 from seqlab.features import FeatureSpec, build_features
 from seqlab.models import ModelConfig, StackedRNN
 
@@ -30,7 +37,7 @@ def twin_models(cell: str, depth: int, norm: str, n_features: int = 2, hidden: i
     return model, copy.deepcopy(model)
 
 
-@pytest.mark.parametrize("cell", FAST_CELLS)
+@pytest.mark.parametrize("cell", HAND_WRITTEN_CELLS)
 def test_layer_gradcheck_float64(cell):
     torch.manual_seed(0)
     module = MODULES[cell](3, 5, batch_first=True).double()
@@ -76,16 +83,27 @@ def test_eval_mode_uses_running_stats():
 
 
 def test_unsupported_models_are_refused():
-    lstm = StackedRNN(ModelConfig(cell="lstm"))
-    dropout = StackedRNN(ModelConfig(cell="gru", depth=2, dropout=0.2))
-    for model in (lstm, dropout):
+    for cell in FAST_CELLS:  # dropout between layers would draw its masks in another layout
+        model = StackedRNN(ModelConfig(cell=cell, depth=2, dropout=0.2))
         assert not fast_path_supported(model)
         with pytest.raises(ValueError, match="does not support"):
             fast_forward(model, torch.zeros(2, 3, 1))
     assert fast_path_supported(StackedRNN(ModelConfig(cell="rnn", depth=1, dropout=0.2)))
+    assert fast_path_label(StackedRNN(ModelConfig(cell="gru"))) == "seqlab cpu_rnn"
+    assert fast_path_label(StackedRNN(ModelConfig(cell="lstm"))) == "torch, time-major"
 
 
-@pytest.mark.parametrize(("cell", "norm"), [("gru", "layer"), ("rnn", "batch"), ("gru", "none")])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_time_major_lstm_without_norms_is_bit_identical(depth):
+    """The same torch.lstm call nn.LSTM makes, only without batch_first's transposes."""
+    reference, fast = twin_models("lstm", depth, "none")
+    assert fast.fused
+    x = torch.randn(4, 5, 2)
+    torch.testing.assert_close(fast_forward(fast, x), reference(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("cell", "norm"), [("gru", "layer"), ("rnn", "batch"), ("gru", "none"),
+                                           ("lstm", "batch")])
 def test_adam_training_on_real_windows_matches_module_path(coincodex_prices, cell, norm):
     data = build_features(coincodex_prices, FeatureSpec(lookback=60))
     X, y = torch.from_numpy(data.X_train[-256:]), torch.from_numpy(data.y_train[-256:])

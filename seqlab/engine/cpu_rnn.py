@@ -30,11 +30,14 @@ from torch.autograd.function import once_differentiable
 
 from seqlab.models.rnn import StackedRNN
 
-# LSTM is left to torch: on CPU nn.LSTM trains through oneDNN's fused RNN kernels. A
-# hand-written LSTM in this module's layout (reordered gates, bulk weight gradients) took
-# 32-36 ms per forward+backward of a 2-layer batch against oneDNN's 16-26 ms (2 threads,
-# B=64, T=60, H=64); torch.compile of an unrolled cell took 32-43 ms after a 100 s compile.
-FAST_CELLS: tuple[str, ...] = ("rnn", "gru")
+# LSTM layers keep torch's kernels (oneDNN's fused RNN on CPU) and only change layout: run
+# time-major, they skip batch_first's transposes and BatchNorm/LayerNorm read contiguous
+# (T, B, H). A hand-written LSTM in this module's layout (reordered gates, bulk weight
+# gradients) took 32-36 ms per forward+backward of a 2-layer batch against oneDNN's
+# 16-26 ms (2 threads, B=64, T=60, H=64); torch.compile of an unrolled cell took 32-43 ms
+# after a 100 s compile.
+HAND_WRITTEN_CELLS: tuple[str, ...] = ("rnn", "gru")
+FAST_CELLS: tuple[str, ...] = (*HAND_WRITTEN_CELLS, "lstm")
 
 # Layout: every tensor a layer takes, keeps or returns is time-major and unit-major,
 # (T, units, B): W_hh @ h_t gives each step's gates as contiguous (units, B) row blocks, so
@@ -184,6 +187,13 @@ def fast_path_supported(model: StackedRNN) -> bool:
     )
 
 
+def fast_path_label(model: StackedRNN) -> str:
+    """What trains the recurrent layers under ``fast_forward`` (recorded with each run)."""
+    if model.config.cell in HAND_WRITTEN_CELLS:
+        return "seqlab cpu_rnn"
+    return "torch, time-major"
+
+
 def _module_layer(cell: str, module: nn.RNNBase, k: int, x: torch.Tensor) -> torch.Tensor:
     """Layer ``k`` of ``module`` over time-major ``x`` (T, F, B) -> (T, H, B)."""
     weights = (getattr(module, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
@@ -203,11 +213,42 @@ def _norm_units(norm: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return norm(h)  # nn.Identity
 
 
+def _lstm_time_major(model: StackedRNN, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` with the LSTM layers run time-major by torch's own LSTM op."""
+    h = x.transpose(0, 1).contiguous()  # (T, B, F)
+    steps, batch, _ = h.shape
+
+    def run(module: nn.LSTM, n_layers: int, inputs: torch.Tensor) -> torch.Tensor:
+        zeros = inputs.new_zeros(n_layers, batch, module.hidden_size)
+        weights = [getattr(module, f"{name}_l{k}") for k in range(n_layers)
+                   for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        # The call nn.LSTM makes, with batch_first=False.
+        return torch.lstm(inputs, (zeros, zeros), weights, True, n_layers, module.dropout,
+                          module.training, False, False)[0]
+
+    if model.fused:
+        h = run(model.rnn, model.config.depth, h)
+    else:
+        last = len(model.layers) - 1
+        for i, (layer, norm) in enumerate(zip(model.layers, model.norms, strict=True)):
+            h = run(layer, 1, h)  # (T, B, H)
+            if isinstance(norm, nn.BatchNorm1d):  # (T*B, H) is (N, C): stats over B and T
+                h = norm(h.view(steps * batch, -1)).view(steps, batch, -1)
+            else:
+                h = norm(h)  # LayerNorm over H, innermost already
+            if i < last:
+                h = model.drop(h)
+    return model.head(h[-1]).squeeze(-1)
+
+
 def fast_forward(model: StackedRNN, x: torch.Tensor) -> torch.Tensor:
-    """``model(x)`` for windows (B, T, F) -> (B,), recurrent layers by hand-written BPTT."""
+    """``model(x)`` for windows (B, T, F) -> (B,): RNN/GRU layers by hand-written BPTT,
+    LSTM layers by torch's kernels, time-major."""
     if not fast_path_supported(model):
         raise ValueError(f"fast CPU path does not support {model.config}")
     cell = model.config.cell
+    if cell == "lstm":
+        return _lstm_time_major(model, x)
     h = x.permute(1, 2, 0)  # (T, F, B); stays time- and unit-major between layers
     if model.fused:
         for k in range(model.config.depth):
