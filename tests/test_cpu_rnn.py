@@ -102,9 +102,14 @@ def test_time_major_lstm_without_norms_is_bit_identical(depth):
     torch.testing.assert_close(fast_forward(fast, x), reference(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("cell", "norm"), [("gru", "layer"), ("rnn", "batch"), ("gru", "none"),
-                                           ("lstm", "batch")])
-def test_adam_training_on_real_windows_matches_module_path(coincodex_prices, cell, norm):
+@pytest.mark.parametrize(("cell", "norm", "rel"), [
+    ("gru", "layer", 1e-4), ("rnn", "batch", 1e-4), ("gru", "none", 1e-4),
+    # BatchNorm's (N, C) and (N, C, L) kernels sum in different orders, and Adam's first
+    # steps (about lr * sign(grad)) magnify that for gradients near 0: measured up to
+    # 7.8e-5 here and 1.3e-4 on a 16-core AVX-512 host.
+    ("lstm", "batch", 5e-4),
+])
+def test_adam_training_on_real_windows_matches_module_path(coincodex_prices, cell, norm, rel):
     data = build_features(coincodex_prices, FeatureSpec(lookback=60))
     X, y = torch.from_numpy(data.X_train[-256:]), torch.from_numpy(data.y_train[-256:])
     reference, fast = twin_models(cell, 2, norm, n_features=data.n_features, hidden=16)
@@ -124,4 +129,4 @@ def test_adam_training_on_real_windows_matches_module_path(coincodex_prices, cel
             losses.append(loss.item())
     assert losses_ref[-1] != losses_ref[0]  # training moved the model
     for got, want in zip(losses_fast, losses_ref, strict=True):
-        assert got == pytest.approx(want, rel=1e-4)
+        assert got == pytest.approx(want, rel=rel)
