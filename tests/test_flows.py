@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -59,6 +60,11 @@ def test_grid_trains_and_stores_every_config(first_grid, workspace):
     assert predictions.height == 4 and (predictions["n"] > 600).all()
     grid = query(workspace["warehouse"], f"SELECT * FROM grids WHERE grid_id = '{first_grid['grid_id']}'")
     assert grid["status"][0] == "completed" and grid["n_configs"][0] == 4
+    # One CPU worker per core, the cores shared out as torch threads (seqlab.devices).
+    threads = query(workspace["warehouse"], "SELECT DISTINCT json_extract(determinism, "
+                    f"'$.torch_threads')::INT AS t FROM runs WHERE grid_id = '{first_grid['grid_id']}'")
+    cores = os.cpu_count() or 1
+    assert threads["t"].to_list() == [max(1, cores // min(4, cores))]
 
 
 def test_same_grid_on_same_data_trains_nothing(first_grid, workspace):

@@ -99,7 +99,22 @@ def test_devices_round_robin_over_gpus_with_slots():
     assert plan.devices == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
     assert plan.workers == 6 and list(plan.limits.values()) == [3, 3]
     assert plan.limit_names()[0] != plan.limit_names()[1]
+    assert plan.cpu_threads == 0  # GPU plans leave torch's threads alone
     cpu = plan_devices(3, gpu_count=0, cpu_workers=1)
     assert cpu.devices == ["cpu"] * 3 and cpu.limit_names() == [None] * 3 and cpu.workers == 1
     with pytest.raises(ValueError):
         plan_devices(1, gpu_count=1, slots_per_gpu=0)
+
+
+@pytest.mark.parametrize(("cores", "n_requests", "workers", "threads"), [
+    (2, 36, 2, 1),  # one one-thread worker per core
+    (2, 1, 1, 2),  # a lone request gets every core
+    (8, 3, 3, 2),  # fewer requests than cores: the cores are shared out
+    (1, 5, 1, 1),
+])
+def test_cpu_plans_one_worker_per_core_and_share_the_cores(monkeypatch, cores, n_requests, workers,
+                                                           threads):
+    monkeypatch.setattr("seqlab.devices.os.cpu_count", lambda: cores)
+    plan = plan_devices(n_requests, gpu_count=0)
+    assert (plan.workers, plan.cpu_threads) == (workers, threads)
+    assert plan.workers * plan.cpu_threads <= cores

@@ -99,3 +99,9 @@ def tune_malloc(
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
         mallopt(_M_TRIM_THRESHOLD, trim_threshold)
     )
+
+
+def use_cpu_threads(threads: int) -> None:
+    """Set torch's intra-op threads (process-wide) when ``threads`` > 0; 0 leaves them."""
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

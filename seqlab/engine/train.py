@@ -124,6 +124,8 @@ def train_config(
     device = resolve_device(config.device)
     determinism = configure_determinism(device)
     determinism["seed"] = config.seed
+    if device.type == "cpu":
+        determinism["torch_threads"] = torch.get_num_threads()  # sums may round differently
 
     torch.manual_seed(config.seed)  # model init and dropout
     model = StackedRNN(config.model_config(data.n_features)).to(device)

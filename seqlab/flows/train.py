@@ -132,7 +132,8 @@ def _train_here(
               for pack, device in zip(packs, plan.devices, strict=True)]
     runner = ThreadPoolTaskRunner(max_workers=plan.workers)
     return train_requests.with_options(task_runner=runner)(
-        placed, plan.limit_names(), grid_id, pack_mode, warehouse=warehouse, results=results
+        placed, plan.limit_names(), grid_id, pack_mode, warehouse=warehouse, results=results,
+        cpu_threads=plan.cpu_threads,
     )
 
 
@@ -140,6 +141,7 @@ def _train_here(
 def train_requests(
     packs: list[list[RunRequest]], gpu_limits: list[str | None], grid_id: str,
     pack_mode: str = "streams", warehouse: str | None = None, results: str | None = None,
+    cpu_threads: int = 0,
 ) -> int:
     """One mapped task per pack; each pack's outcomes are delivered the moment it finishes.
 
@@ -151,7 +153,8 @@ def train_requests(
     artifact_id = create_progress_artifact(
         progress=0.0, key="grid-progress", description=f"grid {grid_id}: configs done"
     )
-    for future in as_completed(train_pack_task.map(packs, gpu_limits, unmapped(pack_mode))):
+    for future in as_completed(train_pack_task.map(packs, gpu_limits, unmapped(pack_mode),
+                                                   unmapped(cpu_threads))):
         outcomes: list[RunOutcome] = future.result()
         if warehouse is not None:
             store_outcomes(Path(warehouse), grid_id, outcomes)

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from seqlab.engine.runtime import tune_malloc
+from seqlab.engine.runtime import tune_malloc, use_cpu_threads
 from seqlab.packs import pack_label, train_pack_requests
 from seqlab.runs import (
     FRAME_NAMES,
@@ -46,9 +46,11 @@ def _pack_run_name() -> str:
 @task(name="train-pack", task_run_name=_pack_run_name, retries=1, retry_delay_seconds=[5],
       cache_policy=NO_CACHE)
 def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
-                    pack_mode: str = "streams") -> list[RunOutcome]:
+                    pack_mode: str = "streams", cpu_threads: int = 0) -> list[RunOutcome]:
     """One pack of configs (often a pack of one) on this worker; one outcome per config."""
     tune_malloc()  # glibc's fault-heavy mode costs CPU epochs 10-25% (seqlab.engine.runtime)
+    if gpu_limit is None:
+        use_cpu_threads(cpu_threads)  # the device plan's share of the cores per CPU worker
     worker = socket.gethostname()
     if gpu_limit is None:
         return train_pack_requests(pack, worker, pack_mode)
