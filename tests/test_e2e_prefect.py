@@ -130,7 +130,8 @@ def test_pool_dispatch_through_deployments_matches_local(prefect_server, tmp_pat
     run_grid(local_wh, "local")
     local_runs = query(local_wh, "SELECT * FROM runs ORDER BY run_id")
     keep = [c for c in pool_runs.columns if c not in RUN_NOISE]
-    assert pool_runs.select(keep).equals(local_runs.select(keep))
+    differ = [c for c in keep if not pool_runs[c].equals(local_runs[c])]
+    assert not differ, {c: (pool_runs[c].to_list(), local_runs[c].to_list()) for c in differ}
     for table, order in (("epoch_metrics", "run_id, epoch"), ("predictions", "run_id, date")):
         columns = "* EXCLUDE (seconds)" if table == "epoch_metrics" else "*"
         a = query(pool_wh, f"SELECT {columns} FROM {table} ORDER BY {order}")

@@ -97,6 +97,23 @@ def test_lookback_one_batchnorm_trains_when_one_window_is_left_over(recent_price
         model(torch.zeros(1, 1, 1))  # what a one-window batch would do
 
 
+def test_seeded_models_are_the_same_in_concurrent_threads():
+    """Grid workers are threads of one process; torch's default generator is shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from seqlab.engine.runtime import seeded_model
+    from seqlab.models import ModelConfig
+
+    config, cpu = ModelConfig(cell="gru", depth=2, hidden=16, norm="layer"), torch.device("cpu")
+    expected = {seed: seeded_model(config, seed, cpu).state_dict() for seed in range(6)}
+    seeds = list(range(6)) * 8
+    with ThreadPoolExecutor(4) as pool:
+        built = list(pool.map(lambda seed: seeded_model(config, seed, cpu).state_dict(), seeds))
+    for seed, state in zip(seeds, built, strict=True):
+        for name, tensor in state.items():
+            assert torch.equal(tensor, expected[seed][name]), (seed, name)
+
+
 def test_huge_learning_rate_diverges_without_raising(recent_prices):
     seen = []
     result = train_config(TrainConfig(epochs=5, lr=1e30, **TINY), recent_prices, on_epoch=seen.append)

@@ -188,7 +188,7 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Simulated GPU")
 
     @task(name="train-pack")
-    def placed(pack, gpu_limit=None, pack_mode="streams"):  # where would each pack train?
+    def placed(pack, gpu_limit=None, pack_mode="streams", cpu_threads=0):  # where would each pack train?
         return [RunOutcome(r, None, f"placed {r.device} {gpu_limit} pack {len(pack)}", "host")
                 for r in pack]
 

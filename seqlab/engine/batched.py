@@ -47,7 +47,7 @@ from seqlab.engine.graphed import (
 from seqlab.engine.packing import PackEpochCallback, pack_key
 from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
 from seqlab.engine.result import TrainResult
-from seqlab.engine.runtime import configure_determinism, resolve_device
+from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
 from seqlab.engine.train import batch_plan, folds_single_window
 from seqlab.features.windows import build_features
 from seqlab.models.rnn import ModelConfig, StackedRNN
@@ -287,10 +287,8 @@ class BatchedRun(CapturedRun):
     def __init__(self, configs: Sequence[TrainConfig], n_features: int, tensors: DeviceData,
                  device: torch.device) -> None:
         self.configs, self.tensors, self.device = list(configs), tensors, device
-        self.members = []
-        for config in self.configs:
-            torch.manual_seed(config.seed)  # model init, as in the eager engine
-            self.members.append(StackedRNN(config.model_config(n_features)).to(device))
+        self.members = [seeded_model(c.model_config(n_features), c.seed, device)  # as eager
+                        for c in self.configs]
         self.model = BatchedStackedRNN.from_models(self.members)
         self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, self.configs[0])
         self.generators = [torch.Generator(device=device).manual_seed(c.seed) for c in self.configs]

@@ -40,10 +40,9 @@ import seqlab.engine.train as eager_engine
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.recording import RunHistory, assemble_result
 from seqlab.engine.result import EpochRecord, TrainResult
-from seqlab.engine.runtime import configure_determinism, resolve_device
+from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
 from seqlab.engine.train import predict_scaled, train_config
 from seqlab.features.windows import FeatureData, build_features
-from seqlab.models.rnn import StackedRNN
 
 WARMUP_STEPS = 3  # eager steps per batch shape before capture (cuDNN/cuBLAS lazy init)
 
@@ -217,8 +216,7 @@ class GraphedRun(CapturedRun):
     def __init__(self, config: TrainConfig, n_features: int, tensors: DeviceData,
                  device: torch.device) -> None:
         self.config, self.tensors, self.device = config, tensors, device
-        torch.manual_seed(config.seed)  # model init, as in the eager engine
-        self.model = StackedRNN(config.model_config(n_features)).to(device)
+        self.model = seeded_model(config.model_config(n_features), config.seed, device)  # as eager
         self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, config)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)  # batch order, as in the eager engine

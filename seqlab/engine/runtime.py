@@ -5,8 +5,11 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 
 import torch
+
+from seqlab.models.rnn import ModelConfig, StackedRNN
 
 # glibc's mallopt parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -105,3 +108,17 @@ def use_cpu_threads(threads: int) -> None:
     """Set torch's intra-op threads (process-wide) when ``threads`` > 0; 0 leaves them."""
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+# torch's default generator is process-wide: grid workers are threads of one process, and
+# two of them seeding and initialising models at once would draw each other's numbers.
+_MODEL_INIT = threading.Lock()
+
+
+def seeded_model(config: ModelConfig, seed: int, device: torch.device) -> StackedRNN:
+    """``StackedRNN(config)`` initialised right after ``torch.manual_seed(seed)``, the same
+    weights in whichever thread builds it (callers take turns). Afterwards the default
+    generator continues from the seed, as before, for dropout."""
+    with _MODEL_INIT:
+        torch.manual_seed(seed)
+        return StackedRNN(config).to(device)

@@ -22,7 +22,7 @@ from seqlab.engine.config import TrainConfig
 from seqlab.engine.cpu_rnn import fast_forward, fast_path_label, fast_path_supported
 from seqlab.engine.recording import RunHistory, assemble_result, predict_scaled
 from seqlab.engine.result import EpochRecord, TrainResult
-from seqlab.engine.runtime import configure_determinism, resolve_device
+from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
 from seqlab.features.windows import build_features
 from seqlab.models.rnn import StackedRNN
 
@@ -127,8 +127,7 @@ def train_config(
     if device.type == "cpu":
         determinism["torch_threads"] = torch.get_num_threads()  # sums may round differently
 
-    torch.manual_seed(config.seed)  # model init and dropout
-    model = StackedRNN(config.model_config(data.n_features)).to(device)
+    model = seeded_model(config.model_config(data.n_features), config.seed, device)  # init, dropout
     optimizer = make_optimizer(model, config, device)
     determinism["recurrent_backward"] = (
         fast_path_label(model) if model_forward(model, device) is not model else "torch")
