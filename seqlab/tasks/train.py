@@ -49,10 +49,9 @@ def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
                     pack_mode: str = "streams", cpu_threads: int = 0) -> list[RunOutcome]:
     """One pack of configs (often a pack of one) on this worker; one outcome per config."""
     tune_malloc()  # glibc's fault-heavy mode costs CPU epochs 10-25% (seqlab.engine.runtime)
-    if gpu_limit is None:
-        use_cpu_threads(cpu_threads)  # the device plan's share of the cores per CPU worker
     worker = socket.gethostname()
     if gpu_limit is None:
+        use_cpu_threads(cpu_threads)  # the device plan's share of the cores per CPU worker
         return train_pack_requests(pack, worker, pack_mode)
     with concurrency(gpu_limit, occupy=1):
         return train_pack_requests(pack, worker, pack_mode)
