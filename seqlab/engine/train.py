@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def train_one_epoch(
     ends = [*range(batch_size, n_full * batch_size + 1, batch_size)] + ([n] if last else [])
     order = torch.randperm(n, generator=generator, device=X.device)  # (N,)
     total = torch.zeros((), device=X.device)
-    for start, end in zip([0, *ends], ends, strict=False):
+    for start, end in pairwise([0, *ends]):
         idx = order[start:end]  # (B,)
         xb = X.index_select(0, idx)  # (B, T, F)
         yb = y.index_select(0, idx)  # (B,)
