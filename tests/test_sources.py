@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from seqlab.ingest.fetch import SourceLimits
 from seqlab.ingest.parse import parse_source
 from seqlab.ingest.sources import RawSource, SourceError, read_sources
 from tests.conftest import serve_http
+
+# Every server here listens on 127.0.0.1, which URL sources refuse unless allowed.
+LOCAL = SourceLimits(allow_private_urls=True)
 
 CSV = b"date,close\n2024-01-01,1.5\n2024-01-02,2.5\n"
 BIG = b"date,close\n" + b"2024-01-01,1.5\n" * 10_000  # 150,011 bytes
@@ -118,12 +122,12 @@ def test_oversize_file_is_refused(tmp_path: Path):
     with pytest.raises(
         SourceError, match=r"big\.csv: file is 150011 bytes, over the limit of 1000"
     ):
-        read_sources(str(path), max_bytes=1000)
-    assert read_sources(str(path), max_bytes=len(BIG))[0].data == BIG
+        read_sources(str(path), SourceLimits(max_bytes=1000))
+    assert read_sources(str(path), SourceLimits(max_bytes=len(BIG)))[0].data == BIG
 
 
 def test_url_is_fetched_and_parses(server_url: str):
-    [source] = read_sources(f"{server_url}/eth.csv")
+    [source] = read_sources(f"{server_url}/eth.csv", LOCAL)
     assert source.name == f"{server_url}/eth.csv"
     assert source.data == CSV and source.sha256 == hashlib.sha256(CSV).hexdigest()
     assert parse_source(source).rows["close"].to_list() == [1.5, 2.5]
@@ -131,26 +135,26 @@ def test_url_is_fetched_and_parses(server_url: str):
 
 def test_url_http_error_names_the_url_and_status(server_url: str):
     with pytest.raises(SourceError, match=r"/nothing\.csv: HTTP 404"):
-        read_sources(f"{server_url}/nothing.csv")
+        read_sources(f"{server_url}/nothing.csv", LOCAL)
 
 
 @pytest.mark.parametrize("path", ["/big.csv", "/big-undeclared.csv"])
 def test_url_over_the_size_limit_is_refused(server_url: str, path: str):
     with pytest.raises(SourceError, match="over the limit of 1000"):
-        read_sources(f"{server_url}{path}", max_bytes=1000)
+        read_sources(f"{server_url}{path}", SourceLimits(max_bytes=1000, allow_private_urls=True))
 
 
 def test_url_timeout_is_reported(server_url: str):
     began = time.perf_counter()
     with pytest.raises(SourceError, match=r"slow\.csv: (timed out|cannot fetch)"):
-        read_sources(f"{server_url}/slow.csv", timeout_s=0.3)
+        read_sources(f"{server_url}/slow.csv", SourceLimits(read_timeout_s=0.3, allow_private_urls=True))
     assert time.perf_counter() - began < 1.4
 
 
 def test_unreachable_url_is_a_source_error():
     # Port 9 (discard) on localhost is closed on a normal machine: connection refused.
     with pytest.raises(SourceError, match=r"http://127\.0\.0\.1:9/x\.csv: cannot fetch"):
-        read_sources("http://127.0.0.1:9/x.csv", timeout_s=2)
+        read_sources("http://127.0.0.1:9/x.csv", SourceLimits(read_timeout_s=2, allow_private_urls=True))
 
 
 @pytest.mark.parametrize(

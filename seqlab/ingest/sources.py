@@ -5,16 +5,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MAX_BYTES = 512 * 2**20
-_CHUNK_BYTES = 1 << 20
+from seqlab.ingest.fetch import FetchError, SourceLimits, fetch_url
+
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
-_ALLOWED_SCHEMES = ("http", "https")
 _GLOB_CHARS = ("*", "?", "[")
 
 
@@ -35,35 +32,27 @@ class RawSource:
         return cls(name=name, data=data, sha256=hashlib.sha256(data).hexdigest())
 
 
-def read_sources(
-    source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 30.0
-) -> list[RawSource]:
+def read_sources(source: str, limits: SourceLimits = SourceLimits()) -> list[RawSource]:
     """Read every CSV that ``source`` names: a file, a folder (its ``*.csv``, sorted by name),
-    a glob pattern (matches sorted), or an http(s) URL.
+    a glob pattern (matches sorted), or an http(s) URL (see ``seqlab.ingest.fetch``).
 
     Raises SourceError naming the source when nothing matches, a file cannot be read, a URL
-    uses another scheme, fails, times out, or anything is larger than ``max_bytes``.
+    uses another scheme, is refused, fails or times out, or anything is larger than
+    ``limits.max_bytes``.
     """
-    return list(iter_sources(source, max_bytes=max_bytes, timeout_s=timeout_s))
+    return list(iter_sources(source, limits))
 
 
-def iter_sources(
-    source: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = 30.0
-) -> Iterator[RawSource]:
+def iter_sources(source: str, limits: SourceLimits = SourceLimits()) -> Iterator[RawSource]:
     """Like ``read_sources``, but reads each file only when the caller asks for it, so a
     folder of big files is never in memory all at once. Nothing is read until the first
     ``next()``; the listing (and a listing error) comes first, each read error in turn.
     """
-    url = _URL.match(source)
-    if url:
-        if url["scheme"].lower() not in _ALLOWED_SCHEMES:
-            raise SourceError(
-                f"{source}: scheme {url['scheme']!r} is not allowed (only http and https)"
-            )
-        yield _read_url(source, max_bytes, timeout_s)
+    if _URL.match(source):
+        yield _read_url(source, limits)
         return
     for path in _list_files(source):
-        yield _read_file(path, max_bytes)
+        yield _read_file(path, limits.max_bytes)
 
 
 def _list_files(source: str) -> list[Path]:
@@ -99,30 +88,8 @@ def _read_file(path: Path, max_bytes: int) -> RawSource:
     return RawSource.from_bytes(str(path), data)
 
 
-def _read_url(url: str, max_bytes: int, timeout_s: float) -> RawSource:
-    request = urllib.request.Request(url, headers={"User-Agent": "seqlab-ingest"})
+def _read_url(url: str, limits: SourceLimits) -> RawSource:
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise SourceError(
-                    f"{url}: response is {declared} bytes, over the limit of {max_bytes}"
-                )
-            chunks: list[bytes] = []
-            received = 0
-            # Read in chunks so a server that lies about (or omits) its length cannot make
-            # us hold more than max_bytes.
-            while chunk := response.read(_CHUNK_BYTES):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise SourceError(f"{url}: response is over the limit of {max_bytes} bytes")
-                chunks.append(chunk)
-    except urllib.error.HTTPError as error:
-        raise SourceError(f"{url}: HTTP {error.code} {error.reason}") from error
-    except urllib.error.URLError as error:
-        raise SourceError(f"{url}: cannot fetch ({error.reason})") from error
-    except TimeoutError as error:
-        raise SourceError(f"{url}: timed out after {timeout_s} s") from error
-    except OSError as error:
-        raise SourceError(f"{url}: cannot fetch ({error})") from error
-    return RawSource.from_bytes(url, b"".join(chunks))
+        return RawSource.from_bytes(url, fetch_url(url, limits))
+    except FetchError as error:
+        raise SourceError(f"{url}: {error}") from error
