@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from seqlab.warehouse.connection import connect, parse_lock_holder
 from seqlab.warehouse.errors import (
+    WarehouseDamaged,
     WarehouseError,
     WarehouseLocked,
     WarehouseMissing,
     WarehouseQueryError,
+    WarehouseQueryTimeout,
     WarehouseSchemaError,
     WarehouseStoreError,
+    WarehouseUnreadable,
 )
 from seqlab.warehouse.migrations import (
     MIGRATIONS,
@@ -46,12 +49,15 @@ __all__ = [
     "IngestRecord",
     "Migration",
     "StoreResult",
+    "WarehouseDamaged",
     "WarehouseError",
     "WarehouseLocked",
     "WarehouseMissing",
     "WarehouseQueryError",
+    "WarehouseQueryTimeout",
     "WarehouseSchemaError",
     "WarehouseStoreError",
+    "WarehouseUnreadable",
     "apply_migrations",
     "connect",
     "current_data_version",

@@ -19,6 +19,7 @@ from seqlab.warehouse.errors import (
     WarehouseSchemaError,
     WarehouseSchemaOutdated,
 )
+from seqlab.warehouse.integrity import check_path, damage_in, open_failure, verify_warehouse
 from seqlab.warehouse.migrations import apply_migrations, latest_version, schema_version
 
 # DuckDB (1.x-2.x) words a cross-process lock conflict like:
@@ -62,10 +63,10 @@ def _open_with_retry(path: Path, read_only: bool, timeout_s: float) -> duckdb.Du
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        except duckdb.Error as exc:  # a bad checksum is a bare duckdb.Error, not an IOException
             holder = parse_lock_holder(str(exc))
             if holder is None:
-                raise
+                raise open_failure(path, exc) from exc
             waited = time.monotonic() - started
             if waited >= timeout_s:
                 raise WarehouseLocked(path, holder.pid, holder.exe, waited) from exc
@@ -89,19 +90,23 @@ def _check_readable_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 @contextmanager
 def connect(
-    path: Path, *, read_only: bool = False, timeout_s: float = 10.0
+    path: Path, *, read_only: bool = False, timeout_s: float = 10.0, verify: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse at ``path`` for the duration of a ``with`` block.
 
     Writable opens create parent folders and bring the schema up to date. When another
     process holds the file, waits with exponential backoff up to ``timeout_s`` and then raises
     ``WarehouseLocked`` naming the file and the holder's PID. Read-only opens of a missing
-    file raise ``WarehouseMissing`` (they never create one). The connection is closed on exit,
-    which rolls back any transaction the block left open.
+    file raise ``WarehouseMissing`` (they never create one). Any other failure to open, and
+    a damaged block met inside the block, raise ``WarehouseUnreadable``/``WarehouseDamaged``
+    naming the file. ``verify`` checks every block and table before the block runs
+    (``seqlab.warehouse.integrity``). The connection is closed on exit, which rolls back any
+    transaction the block left open.
     """
     path = Path(path)
     if read_only and not path.exists():
         raise WarehouseMissing(path)
+    check_path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = _open_with_retry(path, read_only, timeout_s)
@@ -112,18 +117,29 @@ def connect(
             _check_readable_schema(con, path)
         else:
             apply_migrations(con)
+        if verify:
+            verify_warehouse(con, path)
         yield con
+    except duckdb.Error as exc:
+        damaged = damage_in(path, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
     finally:
         con.close()
 
 
 @contextmanager
-def connect_reader(path: Path, *, timeout_s: float = 10.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect_reader(
+    path: Path, *, timeout_s: float = 10.0, verify: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only open (readers never block one another); a file at an older schema is
     opened writable instead, once, so its migrations run before it is read."""
     with ExitStack() as stack:
         try:
-            con = stack.enter_context(connect(path, read_only=True, timeout_s=timeout_s))
+            con = stack.enter_context(
+                connect(path, read_only=True, timeout_s=timeout_s, verify=verify)
+            )
         except WarehouseSchemaOutdated:
-            con = stack.enter_context(connect(path, timeout_s=timeout_s))
+            con = stack.enter_context(connect(path, timeout_s=timeout_s, verify=verify))
         yield con

@@ -50,6 +50,32 @@ class WarehouseLocked(WarehouseError, TimeoutError):
         return (type(self), (self.path, self.holder_pid, self.holder_exe, self.waited_s))
 
 
+class WarehouseUnreadable(WarehouseError):
+    """The path cannot be opened as a warehouse: a directory, not a DuckDB file, no access."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"warehouse {self.path} {self.problem}"
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
+class WarehouseDamaged(WarehouseUnreadable):
+    """A DuckDB file whose blocks fail their checksums or are missing (truncated), or whose
+    write-ahead log cannot be replayed."""
+
+    def _message(self) -> str:
+        return (
+            f"warehouse {self.path} is damaged: {self.problem}. Restore it from a copy, or "
+            "move it aside and ingest again into a new file"
+        )
+
+
 class WarehouseSchemaError(WarehouseError):
     """The file's schema version does not match what this code expects."""
 
@@ -60,6 +86,10 @@ class WarehouseSchemaOutdated(WarehouseSchemaError):
 
 class WarehouseQueryError(WarehouseError):
     """An ad-hoc query was refused or failed (bad SQL, or a write on a read-only open)."""
+
+
+class WarehouseQueryTimeout(WarehouseQueryError):
+    """An ad-hoc query ran past its time limit and was interrupted."""
 
 
 class WarehouseStoreError(WarehouseError):

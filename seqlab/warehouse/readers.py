@@ -11,6 +11,7 @@ import polars as pl
 from seqlab.schemas.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA
 from seqlab.warehouse.connection import connect
 from seqlab.warehouse.errors import WarehouseQueryError
+from seqlab.warehouse.integrity import damage_in
 
 
 def query(path: Path, sql: str, *, timeout_s: float = 10.0) -> pl.DataFrame:
@@ -25,7 +26,7 @@ def query(path: Path, sql: str, *, timeout_s: float = 10.0) -> pl.DataFrame:
             relation = con.sql(sql)
             return pl.DataFrame() if relation is None else relation.pl()
         except duckdb.Error as exc:
-            raise WarehouseQueryError(f"query on {path} failed: {exc}") from exc
+            raise damage_in(path, exc) or WarehouseQueryError(f"query on {path} failed: {exc}") from exc
 
 
 def load_prices(

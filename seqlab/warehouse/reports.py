@@ -75,9 +75,11 @@ def load_report_inputs(path: Path, grid_id: str, *, timeout_s: float = 10.0) -> 
     """Every frame the report of ``grid_id`` needs.
 
     Reads through a read-only open; an older file is migrated first so it has the report
-    views (migration 3). Raises WarehouseQueryError naming the grid when it is not there.
+    views (migration 3). The file is verified whole first (WarehouseDamaged otherwise): a
+    report must not be drawn from half a file. Raises WarehouseQueryError naming the grid
+    when it is not there.
     """
-    with connect_reader(path, timeout_s=timeout_s) as con:
+    with connect_reader(path, timeout_s=timeout_s, verify=True) as con:
         grids = con.sql("SELECT * FROM grids WHERE grid_id = $grid", params={"grid": grid_id}).pl()
         if grids.is_empty():
             known = [r[0] for r in con.execute(

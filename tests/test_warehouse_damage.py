@@ -1,0 +1,129 @@
+"""A damaged warehouse is a clear error naming the file, never a traceback or a quiet answer."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from seqlab.cli import app
+from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.warehouse import WarehouseDamaged, load_prices, query
+from tests.conftest import COINCODEX
+
+SEQLAB = Path(sys.executable).parent / "seqlab"
+# 4 KiB of noise. Not a repeated pattern: DuckDB's checksum XORs 8-byte words, so a word
+# written an even number of times over zeros cancels out and the block still checks out.
+GARBAGE = random.Random(13).randbytes(4096)
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("damage")
+    path = folder / "w.duckdb"
+    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=path, docs_dir=folder / "docs"))
+    return path
+
+
+def _layout(path: Path) -> tuple[int, int]:
+    """(block size, first block holding prices data) of a healthy file."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+        block = con.execute(
+            "SELECT min(block_id) FROM pragma_storage_info('prices') WHERE block_id >= 0"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    return block_size, block
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
+def _damage(kind: str, healthy: Path, target: Path) -> None:
+    if kind == "directory":
+        target.mkdir()
+        return
+    if kind == "csv renamed":
+        shutil.copy(COINCODEX, target)
+        return
+    if kind == "empty file":
+        target.touch()
+        return
+    shutil.copy(healthy, target)
+    size = target.stat().st_size
+    block_size, prices_block = _layout(healthy)
+    if kind == "garbled middle":
+        _write_at(target, size // 2, GARBAGE)
+    elif kind == "garbled prices block":
+        _write_at(target, 3 * 4096 + prices_block * block_size + block_size // 2, GARBAGE)
+    elif kind == "truncated to half":
+        os.truncate(target, size // 2)
+    elif kind == "truncated at a block boundary":  # only the table scan can tell
+        os.truncate(target, 3 * 4096 + prices_block * block_size)
+
+
+KINDS = {
+    "directory": "is a directory",
+    "csv renamed": "is not a DuckDB database file",
+    "empty file": "is an empty file",
+    "garbled middle": "is damaged: the checksums",
+    "garbled prices block": "is damaged: the checksums",
+    "truncated to half": "is damaged",
+    "truncated at a block boundary": "is damaged",
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_query_on_a_damaged_warehouse_is_exit_2_naming_the_file(kind, healthy, tmp_path):
+    target = tmp_path / "broken.duckdb"
+    _damage(kind, healthy, target)
+    done = subprocess.run(
+        [str(SEQLAB), "query", "SELECT count(*) n FROM prices", "--warehouse", str(target)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""  # not a number from the half that survived
+    assert str(target) in done.stderr and KINDS[kind] in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_report_refuses_a_damaged_warehouse(healthy, tmp_path):
+    target = tmp_path / "broken.duckdb"
+    _damage("garbled middle", healthy, target)
+    result = CliRunner().invoke(app, ["report", "--grid-id", "any", "--warehouse", str(target),
+                                      "--out", str(tmp_path / "reports")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"warehouse {target} is damaged" in result.stderr
+
+
+def test_a_damaged_block_met_by_any_reader_is_warehouse_damaged(healthy, tmp_path):
+    """Readers that do not verify the file still never hand out DuckDB's raw error."""
+    target = tmp_path / "broken.duckdb"
+    _damage("garbled prices block", healthy, target)
+    with pytest.raises(WarehouseDamaged, match="does not match stored checksum"):
+        load_prices(target, "ETH")
+    with pytest.raises(WarehouseDamaged, match=str(target)):
+        query(target, "SELECT sum(close) FROM prices")
+
+
+def test_a_healthy_warehouse_passes_and_errors_pickle(healthy):
+    runner = CliRunner()
+    result = runner.invoke(app, ["query", "SELECT count(*) n FROM prices", "--warehouse", str(healthy),
+                                 "--format", "csv"])
+    assert result.exit_code == 0 and result.stdout == "n\n3654\n"
+    error = WarehouseDamaged(healthy, "it ends partway")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.path, str(copy)) == (healthy, str(error))
