@@ -40,6 +40,14 @@ class SampleSpec:
     gaps: int = 4
     symbol: str = SYNTHETIC_SYMBOL
 
+    def __post_init__(self) -> None:
+        # The symbol is written into every row, and ingest refuses a file whose rows name
+        # another symbol: so these prices can only ever be stored as something SYNTHETIC.
+        if "SYNTHETIC" not in self.symbol.upper():
+            raise ValueError(
+                f"sample symbol {self.symbol!r} must say SYNTHETIC (default {SYNTHETIC_SYMBOL})"
+            )
+
 
 def generate_sample_prices(spec: SampleSpec = SampleSpec()) -> pl.DataFrame:
     """Return the synthetic series as a canonical frame (ascending by date, a few days missing)."""

@@ -37,6 +37,7 @@ class DetectedLayout:
     source_names: dict[str, str]  # canonical column -> header cell as written
     date_format: str
     padded: bool  # fields carry surrounding spaces (seen in the first data lines)
+    header_symbols: tuple[str, ...] = ()  # symbols the header names (yfinance's Ticker row)
 
 
 def is_yfinance_multiheader(lines: list[str], separator: str) -> bool:
@@ -50,6 +51,12 @@ def is_yfinance_multiheader(lines: list[str], separator: str) -> bool:
         and name_key(rows[2][0]) == "date"
         and all(not cell.strip() for cell in rows[2][1:])
     )
+
+
+def _ticker_row(lines: list[str], separator: str) -> tuple[str, ...]:
+    """The distinct tickers of a yfinance MultiIndex header's second line (``ETH-USD``)."""
+    cells = split_line(lines[1], separator)[1:]
+    return tuple(sorted({cell.strip() for cell in cells if cell.strip()}))
 
 
 def sniff_separator(header: str) -> str:
@@ -125,9 +132,10 @@ def detect_layout(head_lines: list[str], symbol: str) -> DetectedLayout | None:
         return None
     separator = sniff_separator(head_lines[start])
     cells = split_line(head_lines[start], separator)
-    candidates = LAYOUTS
+    candidates, header_symbols = LAYOUTS, ()
     if is_yfinance_multiheader(head_lines[start:], separator):
         candidates = (YFINANCE_MULTIHEADER,)
+        header_symbols = _ticker_row(head_lines[start:], separator)
     for layout in candidates:
         data_start = start + layout.header_rows
         first_row = next(
@@ -154,5 +162,6 @@ def detect_layout(head_lines: list[str], symbol: str) -> DetectedLayout | None:
             source_names={column: cells[index].strip() for column, index in columns.items()},
             date_format=date_format,
             padded=_has_padded_fields(head_lines[data_start:], separator, columns),
+            header_symbols=header_symbols,
         )
     return None

@@ -40,8 +40,9 @@ class HeaderSample:
 class Layout:
     """How one kind of source file maps onto the canonical columns.
 
-    ``fields`` maps a canonical column (and ``close_price``, a cross-check column) to the
-    header names, in name_key form, that may hold it; the first one present wins.
+    ``fields`` maps a canonical column (and ``close_price``, a cross-check column, and
+    ``symbol``, the file's own label of its asset) to the header names, in name_key form,
+    that may hold it; the first one present wins.
     ``signature`` lists the header names (as sources spell them) that identify the layout.
     """
 
@@ -91,7 +92,13 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "kaggle_coin",
         ("SNo", "Name", "Symbol", "Date", "High", "Low", "Open", "Close", "Volume", "Marketcap"),
-        {"date": ("date",), **_OHLC, "volume": ("volume",), "market_cap": ("marketcap",)},
+        {
+            "date": ("date",),
+            **_OHLC,
+            "volume": ("volume",),
+            "market_cap": ("marketcap",),
+            "symbol": ("symbol",),
+        },
     ),
     Layout(
         "coinmarketcap",
@@ -107,7 +114,13 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "cryptodatadownload",
         ("unix", "date", "symbol", "open", "high", "low", "close"),
-        {"date": ("unix",), **_OHLC, "volume": ("volumeusd",), "volume_base": ("volume{base}",)},
+        {
+            "date": ("unix",),
+            **_OHLC,
+            "volume": ("volumeusd",),
+            "volume_base": ("volume{base}",),
+            "symbol": ("symbol",),
+        },
         date_format="unix",
     ),
     Layout(
@@ -153,6 +166,7 @@ LAYOUTS: tuple[Layout, ...] = (
             "volume": ("volume", "volumeusd", "vol", "totalvolume", "quotevolume"),
             "market_cap": ("marketcap", "mktcap", "marketcapitalization", "marketcapusd"),
             "volume_base": ("volumebase", "volume{base}", "basevolume"),
+            "symbol": ("symbol", "ticker"),
         },
         date_format="sniff",
     ),

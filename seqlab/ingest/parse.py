@@ -8,22 +8,29 @@ validation, not here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
 
 from seqlab.ingest import lines as text
 from seqlab.ingest import table
-from seqlab.ingest.detect import detect_layout, sniff_separator
+from seqlab.ingest.detect import DetectedLayout, detect_layout, sniff_separator
 from seqlab.ingest.layouts import describe_expected, split_line
 from seqlab.ingest.rejects import is_rejected, may_be_rejected, reject_detail, reject_rule
 from seqlab.ingest.sources import RawSource, SourceError
 from seqlab.ingest.table import VALUE_COLUMNS
+from seqlab.ingest.values import is_null_token
 from seqlab.schemas.canonical import PARSED_SCHEMA, REJECT_SCHEMA
+from seqlab.schemas.symbols import SYMBOL_PATTERN, disagreeing_symbols
 
 
 class UnknownLayoutError(SourceError):
     """No known layout fits the file's header."""
+
+
+class SymbolMismatchError(SourceError):
+    """The file labels its prices with another symbol than the one they would be stored under."""
 
 
 @dataclass
@@ -43,8 +50,9 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
 
     UTF-16 with a byte order mark is read as text. An empty file (nothing but whitespace), a
     first line over HEAD_BYTES or a header holding NUL bytes raises SourceError and an
-    unrecognised header UnknownLayoutError; a file with a header but no data lines gives
-    zero rows.
+    unrecognised header UnknownLayoutError; a file whose own symbol column (or ticker row)
+    names another asset than ``symbol`` raises SymbolMismatchError; a file with a header but
+    no data lines gives zero rows.
     """
     data = text.normalize_line_ends(text.decode_utf16(raw.data))
     head = text.read_head_lines(data)
@@ -68,6 +76,7 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
         frame = table.add_suspect_texts(frame, detected)
     except (ValueError, pl.exceptions.PolarsError) as error:
         raise SourceError(f"{raw.name}: cannot split into lines and fields ({error})") from error
+    _check_file_symbols(raw.name, frame, detected, symbol)
     rows_read = frame.height
     # Rules are named on the rejected lines only; a mask is all the other lines need, and
     # the full checks run only where the cheap one says a rule could apply.
@@ -100,6 +109,33 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
         rows_read=rows_read,
         rows=_conform(rows, PARSED_SCHEMA),
         rejects=_conform(rejects, REJECT_SCHEMA),
+    )
+
+
+def _check_file_symbols(
+    name: str, frame: pl.DataFrame, detected: DetectedLayout, symbol: str
+) -> None:
+    """Refuse the whole file when its own symbol (a column, or yfinance's Ticker row) is not
+    ``symbol``: the synthetic sample says ETH-SYNTHETIC on every row, and stored as ETH it
+    would overwrite real prices. Nothing is stored before this check.
+    """
+    found = set(detected.header_symbols)
+    if "symbol" in detected.columns:
+        cell = pl.col("text_symbol").str.strip_chars()
+        labels = frame.select(cell.filter(pl.col("fields_ok") & ~is_null_token(cell)).unique())
+        found.update(labels.to_series().to_list())
+    wrong = disagreeing_symbols(found, symbol)
+    if not wrong:
+        return
+    shown = ", ".join(repr(s) for s in wrong[:5])
+    if len(wrong) > 5:
+        shown += f" (+{len(wrong) - 5} more)"
+    hint = ""
+    if len(wrong) == 1 and re.fullmatch(SYMBOL_PATTERN, wrong[0]):
+        hint = f"; to store it as what it says, use --symbol {wrong[0]}"
+    raise SymbolMismatchError(
+        f"{name}: the file's own symbol is {shown}, not the requested symbol {symbol!r}; "
+        f"nothing was stored{hint}"
     )
 
 

@@ -18,6 +18,8 @@ from seqlab.schemas.canonical import EXTRA_COLUMNS, PRICE_COLUMNS
 VALUE_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, *EXTRA_COLUMNS)
 # A hand-typed cross-check column (Excel-mangled CoinMarketCap exports), always comma-grouped.
 CHECK_COLUMN = "close_price"
+# Fields kept as text: the date, and the file's own symbol (compared, never stored).
+TEXT_COLUMNS: tuple[str, ...] = ("date", "symbol")
 
 
 def _number_format(detected: DetectedLayout, column: str) -> str:
@@ -29,7 +31,11 @@ def _number_format(detected: DetectedLayout, column: str) -> str:
 
 
 def _read_as_float(detected: DetectedLayout, column: str) -> bool:
-    return column != "date" and not detected.padded and _number_format(detected, column) == "plain"
+    return (
+        column not in TEXT_COLUMNS
+        and not detected.padded
+        and _number_format(detected, column) == "plain"
+    )
 
 
 def build_table(data: bytes, detected: DetectedLayout, quoted: bool) -> pl.DataFrame:
@@ -92,7 +98,7 @@ def add_suspect_texts(frame: pl.DataFrame, detected: DetectedLayout) -> pl.DataF
     Only lines where such a field came out NULL get their text (read again from the raw
     line); the reject rules need it to tell an empty cell from junk like ``24.058.575``.
     """
-    floats = [c for c in detected.columns if c != "date" and _read_as_float(detected, c)]
+    floats = [c for c in detected.columns if _read_as_float(detected, c)]
     if not floats:
         return frame
     suspect = (
