@@ -458,6 +458,10 @@ def bad_rows_file(folder: Path) -> tuple[Path, dict[int, str], list[str]]:
         ("2024-13-45,100,110,90,105,1000", "unparseable_date"),
         ("2024-02-08,100,110,90", "wrong_field_count"),
         ("2024-02-09,null,null,null,null,null", "null_row"),
+        ("2024-02-10,n/a,110,90,105,1000", "missing_value"),  # a column the file has
+        ("2024-02-11,100,110,90,105,", "missing_value"),
+        ("2024-02-12,100,1e308,90,105,1000", "price_above_limit"),
+        ("2024-02-13,100,110,90,105,1e308", "amount_above_limit"),
     ]
     expected = {}
     for text, rule in bad:
@@ -491,6 +495,10 @@ def test_every_quarantine_rule_lands_in_the_quarantine_table(tmp_path):
     assert "close=0.0" in details["non_positive_price"]
     assert "1O5.5" in details["unparseable_number"]
     assert "2099-01-01" in details["future_date"]
+    assert "open (open) is empty: 'n/a'" in details["missing_value"]
+    assert "volume (volume) is empty: ''" in details["missing_value"]
+    assert "high=1e+308 (limit 1e+09)" in details["price_above_limit"]
+    assert "volume=1e+308 (limit 1e+15)" in details["amount_above_limit"]
 
     duplicates = rows.filter(pl.col("rule") == "duplicate_date")["detail"].to_list()
     assert "values conflict" in duplicates[0] and "line 6" in duplicates[0]

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from seqlab.checks.row_rules import ValueLimits
 from seqlab.cli import app
 from seqlab.ingest.pipeline import IngestOptions, IngestSummary, ingest_raw
 from seqlab.ingest.sources import RawSource, SourceError
@@ -62,8 +63,14 @@ HEADER_NAMES = {
     "market_cap": ("market_cap", "Market Cap", "mktcap"),
     COMMENT: ("comment", "Notes"),
 }
-# How people write "no value"; stored as NULL where the column may be empty.
+# How people write "no value": in a column the file has, the row is quarantined.
 NULL_SPELLINGS = ("", "NaN", "nan", "-", "null", "N/A", "None")
+# At or above these a value is quarantined (price_above_limit, amount_above_limit).
+LIMITS = ValueLimits()
+UPPER_LIMITS = {
+    **{c: LIMITS.max_price for c in ("open", "high", "low", "close")},
+    **{c: LIMITS.max_amount for c in ("volume", "market_cap")},
+}
 # Never a number: text, other scripts' digits, Excel's dot grouping, infinities.
 JUNK_NUMBERS = (
     "abc", "١٢٣", "１２", "€5", "5€", "🚀", "½", "1.2.3", "24.058.575", "0x1F", "1_000",
@@ -228,10 +235,12 @@ MUTATIONS = (
 
 @st.composite
 def records(draw, columns: tuple[str, ...], day: date, long_line: bool) -> Record:
-    """A clean record for ``day``, then one hostile change and its verdict."""
+    """A record for ``day`` (clean unless a value is over its limit), then one hostile
+    change and its verdict."""
     texts = draw(price_texts()) | {"date": day.isoformat(), COMMENT: draw(comments)}
     present = [c for c in columns if c in NUMBER_COLUMNS]
     values: dict[str, float | None] = {c: float(texts[c]) for c in present}
+    over_limit = any(values[c] >= UPPER_LIMITS[c] for c in present)
     verdict = CLEAN
     mutation = draw(st.sampled_from(MUTATIONS))
     if long_line:
@@ -240,10 +249,9 @@ def records(draw, columns: tuple[str, ...], day: date, long_line: bool) -> Recor
         texts[draw(st.sampled_from(present))] = draw(junk_numbers)
         verdict = BAD
     elif mutation == "null_value":
-        column = draw(st.sampled_from(present))
-        texts[column] = draw(st.sampled_from(NULL_SPELLINGS))
-        values[column] = None
-        verdict = BAD if column == "close" else CLEAN  # close is the one price required
+        # Only a column the layout lacks may be NULL (missing_value; null_row if all are).
+        texts[draw(st.sampled_from(present))] = draw(st.sampled_from(NULL_SPELLINGS))
+        verdict = BAD
     elif mutation == "junk_date":
         texts["date"] = draw(junk_dates)
         verdict = BAD
@@ -277,6 +285,8 @@ def records(draw, columns: tuple[str, ...], day: date, long_line: bool) -> Recor
         verdict = BAD
     elif mutation == "too_many":
         cells += draw(st.lists(st.sampled_from(["1", "", "x"]), min_size=1, max_size=3))
+        verdict = BAD
+    if over_limit:  # 1e308 and 30-digit prices are read, then refused by their limit
         verdict = BAD
     day_stored = day if verdict != BAD else None
     values = {c: values.get(c) for c in NUMBER_COLUMNS}

@@ -342,14 +342,24 @@ def test_generic_layout_reads_seqlabs_own_canonical_csv():
             "high": [2.0, 3.0],
             "low": [0.5, 1.5],
             "close": [1.5, 2.5],
-            "volume": [10.0, None],
+            "volume": [10.0, 20.0],
             "market_cap": [100.0, 200.0],
-            "volume_base": [None, 7.0],
+            "volume_base": [5.0, 7.0],
         }
     )
     result = _parse(frame.write_csv(), symbol="ETH")
     assert result.layout == "generic"
     assert result.rows.select(frame.columns).equals(frame)
+    # A column the file has must be filled on every line: an empty cell is not stored as NULL.
+    gaps = frame.with_columns(
+        volume=pl.Series([10.0, None]), volume_base=pl.Series([None, 7.0])
+    )
+    result = _parse(gaps.write_csv(), symbol="ETH")
+    assert result.rows.is_empty()
+    assert result.rejects.select("line", "rule", "detail").rows() == [
+        (2, "missing_value", "volume_base (volume_base) is empty: ''"),
+        (3, "missing_value", "volume (volume) is empty: ''"),
+    ]
 
 
 def test_unknown_layout_names_the_file_the_columns_found_and_the_layouts_expected():
@@ -456,10 +466,20 @@ def test_text_in_a_number_names_the_column_and_the_value():
     ]
 
 
-def test_infinity_is_unreadable_while_empty_and_null_markers_are_null_values():
-    result = _parse("date,open,close\n2024-01-01,inf,1\n2024-01-02,,2\n2024-01-03,5,NaN\n")
-    assert result.rejects.select("line", "rule").rows() == [(2, "unparseable_number")]
-    assert result.rows.select("open", "close").rows() == [(None, 2.0), (5.0, None)]
+def test_infinity_is_unreadable_while_empty_and_null_markers_are_missing_values():
+    result = _parse(
+        "date,open,close\n2024-01-01,inf,1\n2024-01-02,,2\n2024-01-03,5,NaN\n"
+        "2024-01-04,n/a,4\n2024-01-05,5,6\n"
+    )
+    assert result.rejects.select("line", "rule", "detail").rows() == [
+        (2, "unparseable_number", "open (open) is not a number: 'inf'"),
+        (3, "missing_value", "open (open) is empty: ''"),
+        (4, "missing_value", "close (close) is empty: 'NaN'"),
+        (5, "missing_value", "open (open) is empty: 'n/a'"),
+    ]
+    assert result.rows.select("open", "close").rows() == [(5.0, 6.0)]
+    # Only a column the layout lacks is NULL (here market_cap and the others).
+    assert result.rows["market_cap"].to_list() == [None]
 
 
 def test_a_row_of_nothing_but_nulls_is_a_null_row():
@@ -567,15 +587,18 @@ def test_investing_date_order_is_decided_by_consecutive_days_when_ambiguous():
     assert month_first.to_list() == [D(2024, 3, 2), D(2024, 3, 1), D(2024, 2, 29)]
 
 
-def test_investing_volume_suffixes_and_dash_for_missing():
+def test_investing_volume_suffixes_and_dash_for_missing_is_quarantined():
     result = _parse(
         INVESTING_HEADER
         + '"02-01-2024","2","1","1","1","1.5B","0%"\n'
         + '"01-01-2024","2","1","1","1","-","0%"\n'
         + '"31-12-2023","2","1","1","1","7X","0%"\n'
     )
-    assert result.rows["volume_base"].to_list() == [1.5e9, None]
-    assert result.rejects.select("line", "rule").rows() == [(4, "unparseable_number")]
+    assert result.rows["volume_base"].to_list() == [1.5e9]
+    assert result.rejects.select("line", "rule").rows() == [
+        (3, "missing_value"),  # Investing's "-" for no volume: the column is there, so no NULL
+        (4, "unparseable_number"),
+    ]
 
 
 def test_cmc_close_price_cross_check_catches_a_single_dot_mangle():

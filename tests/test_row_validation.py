@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandera.errors import SchemaErrors
 
+from seqlab.checks.row_rules import ValueLimits
 from seqlab.schemas.canonical import CANONICAL_COLUMNS, PARSED_SCHEMA, REJECT_SCHEMA
 from seqlab.schemas.prices import CanonicalPrices, validate_rows
 
@@ -20,6 +21,8 @@ TODAY = dt.date(2026, 11, 26)
 RULE_ORDER = (
     "non_positive_price",
     "negative_volume",
+    "price_above_limit",
+    "amount_above_limit",
     "high_below_low",
     "low_above_open_close",
     "high_below_open_close",
@@ -76,6 +79,10 @@ def test_good_rows_pass_with_canonical_shape():
         ({"volume": -1.0}, "negative_volume", "volume=-1.0"),
         ({"market_cap": -3.0}, "negative_volume", "market_cap=-3.0"),
         ({"volume_base": math.nan}, "negative_volume", "volume_base=NaN"),
+        ({"high": 1e308}, "price_above_limit", "high=1e+308 (limit 1e+09)"),
+        ({"high": 2e9, "close": 1e9}, "price_above_limit", "high=2000000000.0, close=1000000000.0"),
+        ({"market_cap": 1e308}, "amount_above_limit", "market_cap=1e+308 (limit 1e+15)"),
+        ({"volume": 1e15}, "amount_above_limit", "volume=1000000000000000.0 (limit 1e+15)"),
         ({"high": 95.0, "low": 96.0, "open": None}, "high_below_low", "high=95.0 < low=96.0"),
         ({"low": 101.0}, "low_above_open_close", "low=101.0 > min(open=100.0, close=105.0)"),
         ({"high": 104.0}, "high_below_open_close", "high=104.0 < max(open=100.0, close=105.0)"),
@@ -102,17 +109,40 @@ def test_missing_open_high_low_are_not_judged():
     assert validate_rows(rows, today=TODAY).valid.height == 1
 
 
+def test_limits_are_settable():
+    rows = make_rows({}, {"date": dt.date(2020, 1, 2), "high": 130.0, "close": 125.0})
+    assert validate_rows(rows, today=TODAY).valid.height == 2  # under the default limits
+    result = validate_rows(rows, today=TODAY, limits=ValueLimits(max_price=120.0))
+    assert result.valid.get_column("line").to_list() == [2]
+    reject = only_reject(result)
+    assert reject["rule"] == "price_above_limit"
+    assert "high=130.0, close=125.0 (limit 120)" in reject["detail"]
+    with pytest.raises(ValueError, match="max_price must be a finite number above 0"):
+        ValueLimits(max_price=math.inf)
+
+
+def test_limits_come_from_the_environment(monkeypatch):
+    assert ValueLimits.from_env() == ValueLimits()
+    monkeypatch.setenv("SEQLAB_MAX_PRICE", "5e5")
+    monkeypatch.setenv("SEQLAB_MAX_AMOUNT", "1e13")
+    assert ValueLimits.from_env() == ValueLimits(max_price=5e5, max_amount=1e13)
+
+
 def test_row_breaking_several_rules_is_quarantined_once_naming_all():
-    rows = make_rows({"open": 0.0, "volume": -1.0, "high": 80.0, "date": dt.date(2030, 1, 1)})
+    rows = make_rows(
+        {"open": 0.0, "volume": -1.0, "high": 2e9, "low": 3e9, "market_cap": 1e16,
+         "date": dt.date(2030, 1, 1)}
+    )  # fmt: skip
     reject = only_reject(validate_rows(rows, today=TODAY))
     assert reject["rule"] == "non_positive_price"
     named = [part.split(":")[0] for part in reject["detail"].split("; ")]
     assert named == [
         "non_positive_price",
         "negative_volume",
+        "price_above_limit",
+        "amount_above_limit",
         "high_below_low",
-        "low_above_open_close",  # low=90 > open=0
-        "high_below_open_close",
+        "low_above_open_close",  # low=3e9 > open=0
         "future_date",
     ]
 
@@ -190,7 +220,7 @@ def test_canonical_model_is_strict_and_unique_per_symbol_date():
         CanonicalPrices.validate(valid.with_columns(pl.lit(1).alias("extra")), lazy=True)
 
 
-PRICES = st.sampled_from([None, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0])
+PRICES = st.sampled_from([None, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 1e9, 1e308])
 ROW = st.fixed_dictionaries(
     {
         "symbol": st.sampled_from(["ETH", "BTC"]),
@@ -200,7 +230,7 @@ ROW = st.fixed_dictionaries(
         "low": PRICES,
         "close": PRICES,
         "volume": st.sampled_from([None, -1.0, 0.0, 5.0]),
-        "market_cap": st.sampled_from([None, 0.0, 9.0]),
+        "market_cap": st.sampled_from([None, 0.0, 9.0, 1e15]),
         "volume_base": st.sampled_from([None, -2.0, 1.0]),
         "time_of_day_s": st.sampled_from([None, 0, 14_400, 46_800]),
     }
@@ -213,8 +243,13 @@ def expected_broken(row: dict) -> list[str]:
     broken = []
     if any(v is not None and v <= 0 for v in (o, h, lo)) or c is None or c <= 0:
         broken.append("non_positive_price")
-    if any(row[k] is not None and row[k] < 0 for k in ("volume", "market_cap", "volume_base")):
+    amounts = [row[k] for k in ("volume", "market_cap", "volume_base")]
+    if any(v is not None and v < 0 for v in amounts):
         broken.append("negative_volume")
+    if any(v is not None and v >= 1e9 for v in (o, h, lo, c)):
+        broken.append("price_above_limit")
+    if any(v is not None and v >= 1e15 for v in amounts):
+        broken.append("amount_above_limit")
     present = [v for v in (o, c) if v is not None]
     if h is not None and lo is not None and h < lo:
         broken.append("high_below_low")

@@ -10,6 +10,7 @@ flagged. Sources often lack open/high/low, so a rule only judges the values pres
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 
 import polars as pl
@@ -20,6 +21,34 @@ OHLC_REL_TOLERANCE = 1e-9
 
 OPTIONAL_PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low")
 AMOUNT_COLUMNS: tuple[str, ...] = ("volume", "volume_base", "market_cap")
+
+
+@dataclass(frozen=True)
+class ValueLimits:
+    """Upper bounds beyond which a value is a unit or typing error, not a market price.
+
+    ETH's all-time high is under 5e3 USD and its largest daily volume and market cap under
+    1e12 USD, so the defaults leave room for any asset quoted in USD while still stopping
+    ``1e308`` (which passes every other rule and makes training diverge). Both are
+    exclusive; override them with ``SEQLAB_MAX_PRICE`` and ``SEQLAB_MAX_AMOUNT``.
+    """
+
+    max_price: float = 1e9  # open/high/low/close, quote currency
+    max_amount: float = 1e15  # volume, volume_base, market_cap
+
+    def __post_init__(self) -> None:
+        for name in ("max_price", "max_amount"):
+            value = getattr(self, name)
+            if not (value > 0 and value < float("inf")):
+                raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
+
+    @classmethod
+    def from_env(cls) -> ValueLimits:
+        defaults = cls()
+        return cls(
+            max_price=float(os.environ.get("SEQLAB_MAX_PRICE", defaults.max_price)),
+            max_amount=float(os.environ.get("SEQLAB_MAX_AMOUNT", defaults.max_amount)),
+        )
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,18 @@ def _negative_volume() -> RowRule:
     )
 
 
+def _above_limit(name: str, columns: tuple[str, ...], limit: float) -> RowRule:
+    # Absent values pass; NaN and inf are the two rules above's to name.
+    fails = {c: (pl.col(c) >= limit).fill_null(False) & pl.col(c).is_finite() for c in columns}
+    return RowRule(
+        name=name,
+        passes=~pl.any_horizontal(fails.values()),
+        detail=pl.concat_str(
+            _list_failing(columns, fails), pl.lit(f" (limit {limit:g})"), ignore_nulls=False
+        ),
+    )
+
+
 def _high_below_low() -> RowRule:
     return RowRule(
         name="high_below_low",
@@ -106,11 +147,14 @@ def _high_below_open_close() -> RowRule:
     )
 
 
-def build_price_rules() -> tuple[RowRule, ...]:
+def build_price_rules(limits: ValueLimits = ValueLimits()) -> tuple[RowRule, ...]:
     """The date-independent rules, in reporting priority order."""
+    prices = (*OPTIONAL_PRICE_COLUMNS, "close")
     return (
         _non_positive_price(),
         _negative_volume(),
+        _above_limit("price_above_limit", prices, limits.max_price),
+        _above_limit("amount_above_limit", AMOUNT_COLUMNS, limits.max_amount),
         _high_below_low(),
         _low_above_open_close(),
         _high_below_open_close(),
@@ -126,9 +170,11 @@ def build_future_date_rule(today: dt.date) -> RowRule:
     )
 
 
-def build_row_rules(today: dt.date) -> tuple[RowRule, ...]:
+def build_row_rules(
+    today: dt.date, limits: ValueLimits = ValueLimits()
+) -> tuple[RowRule, ...]:
     """Every per-row rule, in priority order (the first broken one is a row's primary rule)."""
-    return (*build_price_rules(), build_future_date_rule(today))
+    return (*build_price_rules(limits), build_future_date_rule(today))
 
 
 DUPLICATE_DATE_RULE = "duplicate_date"

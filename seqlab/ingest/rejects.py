@@ -1,7 +1,12 @@
 """Row-level reject rules for parsed source lines, and their human-readable details.
 
 The rules run in a fixed order and a line is charged with the first one it breaks:
-empty_line, wrong_field_count, null_row, unparseable_date, unparseable_number, close_mismatch.
+empty_line, wrong_field_count, null_row, unparseable_date, unparseable_number, missing_value,
+close_mismatch.
+
+A number column the layout has must hold a number on every line (missing_value): only a
+column the layout lacks is NULL. A stored NULL in, say, ``open`` would silently drop that
+column from the ``all`` feature set for the whole series.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ def _unreadable(column: str) -> pl.Expr:
     return value(column).is_null() & ~is_null_token(field(column))
 
 
+def _missing(column: str) -> pl.Expr:
+    """True where a number field is empty or holds a null marker (``n/a``, ``-``, ...)."""
+    return value(column).is_null() & is_null_token(field(column))
+
+
 def _close_mismatch() -> pl.Expr:
     close, close_price = value("close"), value("close_price")
     return ((close - close_price).abs() > CLOSE_TOLERANCE * close_price.abs()).fill_null(False)
@@ -55,13 +65,14 @@ def _close_mismatch() -> pl.Expr:
 def _rule_conditions(detected: DetectedLayout) -> list[tuple[str, pl.Expr]]:
     """Each rule with the condition (never null) under which a line breaks it, in order."""
     numbers = number_columns(detected)
-    all_missing = [value(column).is_null() & is_null_token(field(column)) for column in numbers]
+    missing = [_missing(column) for column in numbers]
     conditions = [
         ("empty_line", pl.col("raw").is_null()),
         ("wrong_field_count", ~pl.col("fields_ok")),
-        ("null_row", pl.all_horizontal(all_missing) if all_missing else pl.lit(False)),
+        ("null_row", pl.all_horizontal(missing) if missing else pl.lit(False)),
         ("unparseable_date", pl.col("date").is_null()),
         ("unparseable_number", pl.any_horizontal([_unreadable(column) for column in numbers])),
+        ("missing_value", pl.any_horizontal(missing) if missing else pl.lit(False)),
     ]
     if "close_price" in detected.columns and "close" in detected.columns:
         conditions.append(("close_mismatch", _close_mismatch()))
@@ -131,6 +142,18 @@ def reject_detail(detected: DetectedLayout, quoted: bool) -> pl.Expr:
         separator="; ",
         ignore_nulls=True,
     )
+    missing_detail = pl.concat_str(
+        [
+            pl.when(_missing(column)).then(
+                pl.concat_str(
+                    pl.lit(f"{column} ({names[column]}) is empty: "), _quoted(field(column))
+                )
+            )
+            for column in number_columns(detected)
+        ],
+        separator="; ",
+        ignore_nulls=True,
+    )
     field_count = text.count_fields(pl.col("raw"), detected.separator, quoted)
     count_detail = pl.concat_str(
         pl.lit(f"expected {detected.field_count} fields, found "), field_count.cast(pl.String)
@@ -160,6 +183,8 @@ def reject_detail(detected: DetectedLayout, quoted: bool) -> pl.Expr:
         )
         .when(rule == "unparseable_number")
         .then(number_detail)
+        .when(rule == "missing_value")
+        .then(missing_detail)
         .when(rule == "close_mismatch")
         .then(mismatch_detail)
         .otherwise(pl.lit(None, dtype=pl.String))

@@ -21,12 +21,14 @@ from seqlab.checks.duplicate_dates import POSITION, find_duplicate_dates
 from seqlab.checks.row_rules import (
     DUPLICATE_DATE_RULE,
     RowRule,
-    build_future_date_rule,
+    ValueLimits,
     build_price_rules,
+    build_row_rules,
 )
 from seqlab.schemas.canonical import CANONICAL_COLUMNS, PARSED_SCHEMA, REJECT_SCHEMA
+from seqlab.schemas.symbols import SYMBOL_PATTERN
 
-PRICE_RULES: tuple[RowRule, ...] = build_price_rules()
+PRICE_RULES: tuple[RowRule, ...] = build_price_rules()  # at the default ValueLimits
 _ROW = "_row"  # position of a row in the frame pandera validated
 
 
@@ -44,7 +46,7 @@ class CanonicalPrices(pa.DataFrameModel):
     takes ~7 s for 1M failing rows instead of ~0.4 s.
     """
 
-    symbol: str = pa.Field(nullable=False)
+    symbol: str = pa.Field(nullable=False, str_matches=SYMBOL_PATTERN)
     date: dt.date = pa.Field(nullable=False)
     open: float = pa.Field(nullable=True)
     high: float = pa.Field(nullable=True)
@@ -68,6 +70,16 @@ class CanonicalPrices(pa.DataFrameModel):
     def check_amounts(cls, data: PolarsData) -> pl.LazyFrame:
         """volume, volume_base, market_cap >= 0 and finite where present."""
         return _rule_outcome(data, "negative_volume")
+
+    @pa.check("date", name="price_above_limit", ignore_na=False)
+    def check_price_limit(cls, data: PolarsData) -> pl.LazyFrame:
+        """open/high/low/close below ValueLimits.max_price where present."""
+        return _rule_outcome(data, "price_above_limit")
+
+    @pa.check("date", name="amount_above_limit", ignore_na=False)
+    def check_amount_limit(cls, data: PolarsData) -> pl.LazyFrame:
+        """volume, volume_base, market_cap below ValueLimits.max_amount where present."""
+        return _rule_outcome(data, "amount_above_limit")
 
     @pa.check("date", name="high_below_low", ignore_na=False)
     def check_high_low(cls, data: PolarsData) -> pl.LazyFrame:
@@ -93,18 +105,23 @@ class RowValidation:
     quarantined: pl.DataFrame  # REJECT_SCHEMA: line, raw, rule, detail
 
 
-def build_row_schema(today: dt.date) -> pa.DataFrameSchema:
-    """CanonicalPrices plus the ``future_date`` rule, without the uniqueness constraint.
+def _as_check(rule: RowRule) -> pa.Check:
+    return pa.Check(
+        lambda data: data.lazyframe.select(rule.passes), name=rule.name, ignore_na=False
+    )
+
+
+def build_row_schema(
+    today: dt.date, limits: ValueLimits = ValueLimits()
+) -> pa.DataFrameSchema:
+    """CanonicalPrices with its row rules at ``limits`` plus the ``future_date`` rule,
+    without the uniqueness constraint.
 
     Uniqueness is left out because duplicate dates are settled afterwards, among the rows
     that pass every other rule, rather than rejected wholesale.
     """
-    future = build_future_date_rule(today)
-    future_check = pa.Check(
-        lambda data: data.lazyframe.select(future.passes), name=future.name, ignore_na=False
-    )
-    base = CanonicalPrices.to_schema()
-    schema = base.update_column("date", checks=[*base.columns["date"].checks, future_check])
+    checks = [_as_check(rule) for rule in build_row_rules(today, limits)]
+    schema = CanonicalPrices.to_schema().update_column("date", checks=checks)
     schema.unique = None
     return schema
 
@@ -172,12 +189,15 @@ def _mask(height: int, positions: pl.Series) -> pl.Series:
     return pl.repeat(False, height, eager=True).scatter(positions, True)
 
 
-def validate_rows(rows: pl.DataFrame, *, today: dt.date | None = None) -> RowValidation:
+def validate_rows(
+    rows: pl.DataFrame, *, today: dt.date | None = None, limits: ValueLimits = ValueLimits()
+) -> RowValidation:
     """Split parsed rows (PARSED_SCHEMA) into valid canonical rows and quarantined rejects.
 
-    Rules, in priority order: non_positive_price, negative_volume, high_below_low,
-    low_above_open_close, high_below_open_close, future_date (date > ``today``, default
-    today in UTC), duplicate_date. A row breaking several rules is quarantined once: ``rule``
+    Rules, in priority order: non_positive_price, negative_volume, price_above_limit and
+    amount_above_limit (``limits``), high_below_low, low_above_open_close,
+    high_below_open_close, future_date (date > ``today``, default today in UTC),
+    duplicate_date. A row breaking several rules is quarantined once: ``rule``
     is the first broken rule, ``detail`` lists every broken rule with the values involved.
     Duplicate dates: among rows sharing (symbol, date) that passed the other rules, the
     one whose ``time_of_day_s`` is smallest, i.e. nearest after 00:00 UTC (null = 0), is
@@ -196,8 +216,8 @@ def validate_rows(rows: pl.DataFrame, *, today: dt.date | None = None) -> RowVal
         raise ValueError(f"parsed rows do not fit PARSED_SCHEMA types: {error}") from error
 
     today = today or dt.datetime.now(dt.UTC).date()
-    rules = (*PRICE_RULES, build_future_date_rule(today))
-    schema = build_row_schema(today)
+    rules = build_row_rules(today, limits)
+    schema = build_row_schema(today, limits)
     broken = _find_broken_rules(schema, [r.name for r in rules], typed)
     failing = _mask(typed.height, broken.get_column(_ROW))
     losers = find_duplicate_dates(typed, ~failing).rename({POSITION: _ROW})
