@@ -238,28 +238,80 @@ def predict(
 def query(
     sql: Annotated[str, typer.Argument(help="SQL to run on the warehouse (read-only).")],
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    timeout_s: Annotated[float, typer.Option(
+        "--timeout-s", help="Stop the query after this many seconds (0: no limit).")] = 30.0,
+    max_rows: Annotated[int, typer.Option(
+        "--max-rows", help="Print at most this many rows; says so on stderr when it cuts (0: all).")] = 100_000,
     warehouse: WarehouseOpt = None,
 ) -> None:
-    """Query the warehouse with SQL; writes, ATTACH, extensions and file access are refused."""
-    import polars as pl
+    """Query the warehouse with SQL; writes, ATTACH, extensions and file access are refused.
 
+    csv and json stream out batch by batch (constant memory); the table holds at most
+    --max-rows rows to lay them out.
+    """
     from seqlab.warehouse import WarehouseError
-    from seqlab.warehouse.sandbox import run_user_query
+    from seqlab.warehouse.sandbox import QueryLimits, open_user_query
 
-    if fmt not in ("table", "csv", "json"):
+    if fmt not in _QUERY_WRITERS:
         _fail(f"unknown format {fmt!r}; allowed: table, csv, json")
     settings = Settings.from_env(warehouse, None)
     try:
-        frame = run_user_query(settings.warehouse, sql, timeout_s=settings.lock_timeout_s)
-    except WarehouseError as exc:
+        limits = QueryLimits(timeout_s=timeout_s, max_rows=max_rows)
+        with open_user_query(settings.warehouse, sql, limits=limits,
+                             lock_timeout_s=settings.lock_timeout_s) as stream:
+            _QUERY_WRITERS[fmt](stream)
+    except (ValueError, WarehouseError) as exc:
         _fail(str(exc))
-    if fmt == "csv":
-        typer.echo(frame.write_csv(), nl=False)
-    elif fmt == "json":
-        typer.echo(json.dumps(frame.to_dicts(), default=str))
-    else:
-        with pl.Config(tbl_rows=100, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
-            typer.echo(str(frame))
+    except BrokenPipeError:  # `seqlab query ... | head` closed the pipe: stop quietly
+        _silence_stdout()
+        return
+    if stream.cut:
+        typer.echo(f"note: output cut at {max_rows:,} rows (--max-rows); the query has more",
+                   err=True)
+
+
+def _write_csv(stream) -> None:
+    import polars as pl
+
+    header = True
+    for batch in stream.batches:
+        typer.echo(pl.from_arrow(batch).write_csv(include_header=header), nl=False)
+        header = False
+    if header:  # no rows: the header alone
+        typer.echo(pl.from_arrow(stream.schema.empty_table()).write_csv(), nl=False)
+
+
+def _write_json(stream) -> None:
+    import polars as pl
+
+    typer.echo("[", nl=False)
+    separator = ""
+    for batch in stream.batches:  # each batch's rows without its brackets
+        rows = json.dumps(pl.from_arrow(batch).to_dicts(), default=str)[1:-1]
+        typer.echo(separator + rows, nl=False)
+        separator = ", "
+    typer.echo("]")
+
+
+def _write_table(stream) -> None:
+    import polars as pl
+    import pyarrow as pa
+
+    frame = pl.from_arrow(pa.Table.from_batches(list(stream.batches), schema=stream.schema))
+    with pl.Config(tbl_rows=100, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
+        typer.echo(str(frame))
+
+
+_QUERY_WRITERS = {"table": _write_table, "csv": _write_csv, "json": _write_json}
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:  # Python would otherwise report the closed pipe again when it flushes at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 @app.command()
