@@ -18,6 +18,7 @@ import polars as pl
 
 from seqlab.checks.dataset_text import describe_result
 from seqlab.checks.row_rules import OHLC_REL_TOLERANCE
+from seqlab.schemas.symbols import SymbolError, check_symbol
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +63,20 @@ class DatasetValidation:
     def failed(self, severity: str | None = None) -> list[ExpectationOutcome]:
         """Outcomes that did not succeed, optionally only those of ``severity``."""
         return [o for o in self.outcomes if not o.success and severity in (None, o.severity)]
+
+
+def data_docs_dir(output_dir: Path, symbol: str) -> Path:
+    """``<output_dir>/data_docs/<symbol>``, the folder one symbol's Data Docs are built in.
+
+    The symbol is checked first (SymbolError), and the folder, symlinks resolved, must sit
+    directly inside ``<output_dir>/data_docs``: GX writes wherever it is pointed, so a symbol
+    such as ``../../elsewhere`` or a planted symlink must never move the site out.
+    """
+    root = (Path(output_dir) / "data_docs").resolve()
+    docs = (root / check_symbol(symbol)).resolve()
+    if docs.parent != root:
+        raise SymbolError(f"data docs of {symbol!r} would be written to {docs}, outside {root}")
+    return docs
 
 
 def build_check_frame(prices: pl.DataFrame, today: dt.date) -> pl.DataFrame:

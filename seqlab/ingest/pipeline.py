@@ -11,11 +11,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from seqlab.checks.dataset import DatasetCheckConfig, DatasetValidation, check_dataset
+from seqlab.checks.dataset import (
+    DatasetCheckConfig,
+    DatasetValidation,
+    check_dataset,
+    data_docs_dir,
+)
+from seqlab.checks.row_rules import ValueLimits
 from seqlab.config import Settings
+from seqlab.ingest.fetch import SourceLimits
 from seqlab.ingest.parse import ParsedSource, parse_source
 from seqlab.ingest.sources import RawSource, iter_sources
 from seqlab.schemas.prices import RowValidation, validate_rows
+from seqlab.schemas.symbols import check_symbol
 from seqlab.warehouse import (
     IngestRecord,
     StoreResult,
@@ -27,18 +35,34 @@ from seqlab.warehouse import (
 
 @dataclass(frozen=True)
 class IngestOptions:
+    """One ingest's settings; the symbol is checked on construction (SymbolError)."""
+
     symbol: str = "ETH"
     warehouse: Path = Path("data/seqlab.duckdb")
     docs_dir: Path | None = None
     checks: DatasetCheckConfig = field(default_factory=DatasetCheckConfig)
     today: date | None = None
     lock_timeout_s: float = 10.0
+    sources: SourceLimits = field(default_factory=SourceLimits)  # bytes, time, URL hosts
+    values: ValueLimits = field(default_factory=ValueLimits)  # largest plausible values
+
+    def __post_init__(self) -> None:
+        check_symbol(self.symbol)
 
     @classmethod
-    def from_settings(cls, settings: Settings, symbol: str) -> IngestOptions:
-        """Options for one symbol under the resolved settings (warehouse, docs, lock wait)."""
-        return cls(symbol=symbol, warehouse=settings.warehouse,
-                   docs_dir=settings.data_docs_dir(symbol), lock_timeout_s=settings.lock_timeout_s)
+    def from_settings(
+        cls, settings: Settings, symbol: str, *, allow_private_urls: bool | None = None
+    ) -> IngestOptions:
+        """Options for one symbol under the resolved settings (warehouse, docs, lock wait)
+        and the ``SEQLAB_*`` limits; ``allow_private_urls`` overrides its variable."""
+        return cls(
+            symbol=check_symbol(symbol),
+            warehouse=settings.warehouse,
+            docs_dir=data_docs_dir(settings.output_dir, symbol),
+            lock_timeout_s=settings.lock_timeout_s,
+            sources=SourceLimits.from_env(allow_private_urls),
+            values=ValueLimits.from_env(),
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +140,7 @@ def ingest_raw(raw: RawSource, options: IngestOptions) -> IngestSummary:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     parsed = parse_source(raw, symbol=options.symbol)
-    validation = validate_rows(parsed.rows, today=options.today)
+    validation = validate_rows(parsed.rows, today=options.today, limits=options.values)
     # Only validation reads the parsed rows (with every line's raw text, as big as the file);
     # letting them go before the store keeps them out of the peak memory of big files.
     parsed.rows = parsed.rows.clear()
@@ -162,7 +186,7 @@ def ingest_source(source: str, options: IngestOptions) -> list[IngestSummary]:
     be read or parsed raises SourceError after the files before it were stored.
     """
     summaries = []
-    for raw in iter_sources(source):
+    for raw in iter_sources(source, options.sources):
         summaries.append(ingest_raw(raw, options))
         del raw  # this file's bytes go before the next file is read
     return summaries

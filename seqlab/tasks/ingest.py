@@ -8,7 +8,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from seqlab.checks.dataset import DatasetValidation
+from seqlab.checks.row_rules import ValueLimits
 from seqlab.ingest import pipeline
+from seqlab.ingest.fetch import SourceLimits
 from seqlab.ingest.parse import ParsedSource, parse_source
 from seqlab.ingest.sources import RawSource, read_sources
 from seqlab.schemas.prices import RowValidation, validate_rows
@@ -16,9 +18,9 @@ from seqlab.warehouse import StoreResult
 
 
 @task(name="read-source", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def read_source_files(source: str) -> list[RawSource]:
+def read_source_files(source: str, limits: SourceLimits = SourceLimits()) -> list[RawSource]:
     """Files behind a path, folder, glob or URL (URLs may fail transiently: retried)."""
-    return read_sources(source)
+    return read_sources(source, limits)
 
 
 @task(name="parse-source", task_run_name="parse-{raw.name}", cache_policy=NO_CACHE)
@@ -27,8 +29,10 @@ def parse_file(raw: RawSource, symbol: str) -> ParsedSource:
 
 
 @task(name="validate-rows", cache_policy=NO_CACHE)
-def validate_file_rows(parsed: ParsedSource, today: date | None = None) -> RowValidation:
-    return validate_rows(parsed.rows, today=today)
+def validate_file_rows(
+    parsed: ParsedSource, today: date | None = None, limits: ValueLimits = ValueLimits()
+) -> RowValidation:
+    return validate_rows(parsed.rows, today=today, limits=limits)
 
 
 # The warehouse file may be held by another writer for a while: retry with backoff.
