@@ -115,7 +115,8 @@ def test_training_refused_when_the_gate_failed(workspace, tmp_path, coincodex_pr
     from seqlab.flows.train import train_grid
 
     broken = tmp_path / "short.csv"
-    coincodex_prices.head(20).write_csv(broken)  # far too few rows for the dataset suite
+    # Far too few rows for the dataset suite; stored as SHORT, so the file says SHORT too.
+    coincodex_prices.head(20).with_columns(symbol=pl.lit("SHORT")).write_csv(broken)
     summaries = ingest_prices(str(broken), symbol="SHORT", **workspace)
     assert summaries[0]["gate_passed"] is False
     with pytest.raises(GateClosed, match="refusing to train on SHORT"):
