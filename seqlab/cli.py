@@ -25,6 +25,22 @@ OutputOpt = Annotated[
     Path | None, typer.Option("--out", help="Output folder (default: $SEQLAB_OUTPUT_DIR or data/output)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+PrivateUrlsOpt = Annotated[bool, typer.Option(
+    "--allow-private-urls",
+    help="Let URL sources reach loopback, private and link-local hosts "
+    "(default: refused; or SEQLAB_ALLOW_PRIVATE_URLS=1).")]
+
+
+def _checked_symbol(value: str | None) -> str | None:
+    """--symbol's callback: the one symbol rule, as a usage error before anything runs."""
+    from seqlab.schemas.symbols import SymbolError, check_symbol
+
+    if value is None:
+        return None
+    try:
+        return check_symbol(value)
+    except SymbolError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -47,10 +63,12 @@ def sample_data(
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="CSV file, folder, glob, or http(s) URL.")],
-    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.")] = "ETH",
+    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.",
+                                        callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
     as_json: JsonOpt = False,
+    allow_private_urls: PrivateUrlsOpt = False,
 ) -> None:
     """Parse, validate and store a price CSV; bad rows are quarantined with their reason."""
     from seqlab.ingest.pipeline import IngestOptions, ingest_raw
@@ -58,10 +76,11 @@ def ingest(
     from seqlab.warehouse import WarehouseError
 
     settings = Settings.from_env(warehouse, out)
-    options = IngestOptions.from_settings(settings, symbol)
     try:
-        raws = read_sources(source)
-    except SourceError as exc:
+        options = IngestOptions.from_settings(settings, symbol,
+                                              allow_private_urls=allow_private_urls or None)
+        raws = read_sources(source, options.sources)
+    except (SourceError, ValueError) as exc:
         _fail(str(exc))
     summaries, errors = [], []
     for raw in raws:
@@ -194,12 +213,12 @@ def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
     from seqlab.ingest.pipeline import IngestOptions, ingest_source
     from seqlab.ingest.sources import SourceError
 
-    options = IngestOptions.from_settings(settings, symbol)
     try:
+        options = IngestOptions.from_settings(settings, symbol)
         for summary in ingest_source(source, options):
             typer.echo(f"ingested {summary.source}: {summary.rows_valid} valid, "
                        f"{summary.rows_quarantined} quarantined", err=True)
-    except SourceError as exc:
+    except (SourceError, ValueError) as exc:  # ValueError: a symbol that is not allowed
         _fail(str(exc))
 
 
@@ -350,12 +369,17 @@ def run(
     lr: float | None = None,
     dispatch: Annotated[str, typer.Option(help="local | pool")] = "local",
     force: Annotated[bool, typer.Option(help="Retrain configs already trained on the same data.")] = False,
-    symbol: Annotated[str | None, typer.Option(help="Default ETH, or ETH-SYNTHETIC for the sample.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Default ETH, or ETH-SYNTHETIC for the sample.",
+                                               callback=_checked_symbol)] = None,
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
+    allow_private_urls: PrivateUrlsOpt = False,
 ) -> None:
     """Run the whole pipeline (ingest -> gate -> train grid -> report) on an ephemeral Prefect."""
     import os
+
+    if allow_private_urls:  # the flows run in this process and read the setting there
+        os.environ["SEQLAB_ALLOW_PRIVATE_URLS"] = "1"
 
     # An offline machine cannot send telemetry; Prefect's per-task log lines would bury the bar.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -194,7 +194,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def test_url_source_is_downloaded_and_ingested(home, real_data_url, real_data_dir):
     url = f"{real_data_url}/{YAHOO}"
-    result = run_ingest(home, url, "--json")
+    result = run_ingest(home, url, "--json", "--allow-private-urls")  # the server is local
     assert result.exit_code == 0, result.output
     summary = json_of(result)
     assert (summary["source"], summary["layout"], summary["rows_read"]) == (url, "yahoo", 2452)
@@ -204,9 +204,41 @@ def test_url_source_is_downloaded_and_ingested(home, real_data_url, real_data_di
 
 def test_url_that_is_not_found_fails_naming_url_and_status(home, real_data_url):
     url = f"{real_data_url}/no_such_file.csv"
-    result = run_ingest(home, url, "--json")
+    result = run_ingest(home, url, "--json", "--allow-private-urls")
     assert result.exit_code != 0
     assert f"{url}: HTTP 404" in result.stderr
+
+
+def test_url_on_this_machine_is_refused_unless_allowed(home, real_data_url, monkeypatch):
+    url = f"{real_data_url}/{YAHOO}"
+    monkeypatch.delenv("SEQLAB_ALLOW_PRIVATE_URLS", raising=False)
+    refused = run_ingest(home, url)
+    assert refused.exit_code == 2  # like any source that cannot be read
+    assert f"error: {url}: 127.0.0.1 resolves to 127.0.0.1, a loopback address" in refused.stderr
+    assert "refused unless --allow-private-urls or SEQLAB_ALLOW_PRIVATE_URLS=1" in refused.stderr
+    assert not home["warehouse"].exists()
+    monkeypatch.setenv("SEQLAB_ALLOW_PRIVATE_URLS", "1")  # the variable does what the flag does
+    assert run_ingest(home, url).exit_code == 0
+
+
+# --- symbols ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symbol", ["../../../precious_dir", "", "ETH/USD", "-x"])
+def test_a_symbol_that_is_not_a_plain_name_is_refused_before_anything_is_written(
+    home, tmp_path, real_data_dir, symbol
+):
+    result = run_ingest(home, str(real_data_dir / YAHOO), f"--symbol={symbol}")
+    assert result.exit_code == 2
+    text = " ".join(line.strip("│ ") for line in result.output.splitlines())  # unbox
+    assert f"Invalid value for '--symbol': symbol {symbol!r} is not allowed: use 1-64" in text
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []  # no warehouse, docs, or dirs
+
+
+def test_run_refuses_a_path_symbol_before_starting_anything(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--symbol", "../x", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Invalid value for '--symbol'" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- sample data, through the installed console script ------------------------------------
@@ -241,3 +273,14 @@ def test_sample_data_then_ingest_passes_the_gate(tmp_path):
     gate = latest_gate(warehouse, "ETH-SYNTHETIC")
     assert gate.passed and gate.data_version == summary["data_version"]
     assert set(gate.warnings) <= {"fresh_data", "no_long_gaps", "plausible_daily_returns"}
+
+    as_eth = subprocess.run(
+        [*seqlab_command(), "ingest", str(path), "--symbol", "ETH",
+         "--warehouse", str(warehouse), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert as_eth.returncode == 1
+    assert "the file's own symbol is 'ETH-SYNTHETIC', not the requested symbol 'ETH'" in (
+        as_eth.stderr
+    )
+    assert load_prices(warehouse, "ETH").is_empty()
