@@ -12,6 +12,7 @@ from seqlab.features.sets import FEATURE_SETS
 from seqlab.models.rnn import CELLS, NORMS
 
 MAX_DEPTH = 8
+MAX_VAL_FRACTION = 0.5
 
 
 class GridError(ValueError):
@@ -32,6 +33,8 @@ class GridSpec:
     hidden: int = 32
     batch_size: int = 64
     lr: float = 1e-3
+    # Share of days before the test period that picks each run's epoch (0: the last epoch).
+    val_fraction: float = 0.1
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -70,6 +73,7 @@ class GridOverrides:
     hidden: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    val_fraction: float | None = None
 
 
 def resolve_spec(preset: str = "quick", overrides: GridOverrides | None = None) -> GridSpec:
@@ -113,6 +117,8 @@ def validate_spec(spec: GridSpec) -> None:
     for name in ("epochs", "lookback", "hidden", "batch_size"):
         _check_positive(name, getattr(spec, name))
     _check_positive("lr", spec.lr, upper=1.0)
+    if isinstance(spec.val_fraction, bool) or not 0.0 <= spec.val_fraction <= MAX_VAL_FRACTION:
+        raise GridError(f"val_fraction must be in [0, {MAX_VAL_FRACTION}], got {spec.val_fraction!r}")
     for name in ("cells", "depths", "norms", "feature_sets", "seeds"):
         values = getattr(spec, name)
         if len(set(values)) != len(values):
@@ -120,10 +126,12 @@ def validate_spec(spec: GridSpec) -> None:
 
 
 def check_spec_fits_data(spec: GridSpec, n_days: int, test_fraction: float = 0.2) -> None:
-    """Refuse a lookback the stored prices cannot fill (train and test both need windows)."""
+    """Refuse a lookback the stored prices cannot fill (train, validation and test all need
+    windows)."""
     test_days = int(n_days * test_fraction)
-    train_days = n_days - test_days
-    if spec.lookback + 1 >= train_days or test_days < 2:
+    val_days = round(n_days * spec.val_fraction)
+    train_days = n_days - test_days - val_days
+    if spec.lookback + 1 >= train_days or test_days < 2 or (spec.val_fraction > 0 and val_days < 1):
         longest = max(train_days - 2, 0)
         raise GridError(
             f"lookback {spec.lookback} is too long for {n_days} days of prices "
@@ -138,7 +146,7 @@ def build_grid(spec: GridSpec) -> list[TrainConfig]:
         TrainConfig(
             cell=cell, depth=depth, norm=norm, feature_set=feature_set, seed=seed,
             epochs=spec.epochs, lookback=spec.lookback, hidden=spec.hidden,
-            batch_size=spec.batch_size, lr=spec.lr,
+            batch_size=spec.batch_size, lr=spec.lr, val_fraction=spec.val_fraction,
         )
         for cell, depth, norm, feature_set, seed in itertools.product(
             spec.cells, spec.depths, spec.norms, spec.feature_sets, spec.seeds

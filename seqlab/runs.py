@@ -80,7 +80,9 @@ def describe(outcome: RunOutcome) -> str:
     r = outcome.result or {}
     if r.get("status") == "diverged":
         return f"{what}: diverged at epoch {r.get('diverged_epoch')}"
-    return (f"{what}: best test loss {r.get('best_test_loss'):.3g}, RMSE ${r.get('test_rmse_usd'):,.2f}"
+    chosen = "validation" if r.get("selected_on") == "validation" else "last epoch"
+    return (f"{what}: epoch {r.get('best_epoch')} ({chosen}), test loss "
+            f"{r.get('best_test_loss'):.3g}, RMSE ${r.get('test_rmse_usd'):,.2f}"
             f" vs persistence ${r.get('baseline_rmse_usd'):,.2f} on {r.get('device')}")
 
 
@@ -110,10 +112,15 @@ RUN_COLUMNS = {
     "baseline_directional_accuracy": pl.Float64, "n_train": pl.Int64, "n_test": pl.Int64,
     "n_parameters": pl.Int64, "feature_key": pl.String, "determinism": pl.String,
     "torch_version": pl.String, "seconds": pl.Float64, "checkpoint_path": pl.String,
+    "selected_on": pl.String, "val_fraction": pl.Float64, "best_val_loss": pl.Float64,
+    "n_val": pl.Int64, "feature_columns": pl.String, "train_first": pl.Date,
+    "train_last": pl.Date, "val_first": pl.Date, "val_last": pl.Date, "test_first": pl.Date,
+    "test_last": pl.Date,
 }
+SPLITS = ("train", "val", "test")
 EPOCH_COLUMNS = {
     "run_id": pl.String, "epoch": pl.Int64, "train_loss": pl.Float64, "test_loss": pl.Float64,
-    "seconds": pl.Float64,
+    "seconds": pl.Float64, "val_loss": pl.Float64,
 }
 FEATURE_COLUMNS = {
     "feature_key": pl.String, "symbol": pl.String, "data_version": pl.String,
@@ -150,7 +157,14 @@ def _run_row(outcome: RunOutcome, grid_id: str) -> dict:
         status=result.get("status", "failed") if outcome.error is None else "failed",
         **{k: config[k] for k in ("cell", "depth", "norm", "feature_set", "seed", "epochs",
                                   "lookback", "hidden", "batch_size", "lr")},
+        val_fraction=config.get("val_fraction", 0.0),
+        feature_columns=json.dumps(result["feature_names"]) if result.get("feature_names") else None,
     )
+    split = (result.get("feature_fingerprint") or {}).get("split", {})
+    for name in SPLITS:
+        period = split.get(name) or {}
+        for end in ("first", "last"):
+            row[f"{name}_{end}"] = _as_date(period[end]) if period.get(end) else None
     return row
 
 
@@ -171,11 +185,13 @@ def outcome_frames(outcomes: list[RunOutcome], grid_id: str) -> RunFrames:
                 "fingerprint": json.dumps(result.get("feature_fingerprint", {}), sort_keys=True),
                 "scaler": json.dumps(result.get("scaler", {}), sort_keys=True),
             }
+        val = result.get("val_loss") or []
         for i, (train, test, secs) in enumerate(
             zip(result["train_loss"], result["test_loss"], result["epoch_seconds"], strict=False)
         ):
             epochs.append({"run_id": rid, "epoch": i + 1, "train_loss": train,
-                           "test_loss": test, "seconds": secs})
+                           "test_loss": test, "seconds": secs,
+                           "val_loss": val[i] if i < len(val) else None})
         p = result.get("predictions") or {}
         for d, actual, predicted, baseline in zip(
             p.get("date", []), p.get("actual_usd", []), p.get("predicted_usd", []),

@@ -88,7 +88,7 @@ def test_lookback_one_batchnorm_trains_when_one_window_is_left_over(recent_price
     """319 one-day windows in batches of 53 leave one window: BatchNorm would see a single
     value per channel and torch raises; the engine folds it into the batch before."""
     config = TrainConfig(cell="gru", depth=2, norm="batch", lookback=1, hidden=8, batch_size=53,
-                         epochs=2, device="cpu")
+                         epochs=2, device="cpu", val_fraction=0.0)
     assert build_features(recent_prices, config.feature_spec()).X_train.shape[0] == 319
     result = train_config(config, recent_prices)
     assert result.status == "ok" and all(np.isfinite(result.train_loss))
@@ -140,10 +140,12 @@ def test_a_few_epochs_on_real_data_lower_the_test_loss(coincodex_prices):
     config = TrainConfig(cell="lstm", hidden=16, lookback=30, epochs=5, device="cpu")
     result = train_config(config, coincodex_prices)
     assert result.status == "ok"
-    assert result.n_train == 2893 and result.n_test == 731
+    # 10% validation tail before the 20% test period; the epoch is chosen on validation.
+    assert (result.n_train, result.n_val, result.n_test) == (2528, 365, 731)
     assert result.test_loss[-1] < result.test_loss[0]
-    assert result.best_test_loss < result.test_loss[0]
-    assert result.best_test_loss == min(result.test_loss)
+    assert result.selected_on == "validation"
+    assert result.best_epoch == int(np.argmin(result.val_loss)) + 1
+    assert result.best_test_loss == result.test_loss[result.best_epoch - 1]
     assert len(result.epoch_seconds) == 5 and all(s > 0 for s in result.epoch_seconds)
     assert len(result.predictions["predicted_usd"]) == 731
     assert result.predictions["date"][0] == "2023-08-09"
@@ -183,18 +185,28 @@ def test_persistence_baseline_in_a_run_by_hand():
 
 def test_validation_split_selects_the_best_epoch(recent_prices):
     result = train_config(TrainConfig(epochs=3, val_fraction=0.1, **TINY), recent_prices)
-    assert result.selected_on == "val" and len(result.val_loss) == 3 and result.n_val == 40
+    assert result.selected_on == "validation" and len(result.val_loss) == 3 and result.n_val == 40
     assert result.best_epoch == int(np.argmin(result.val_loss)) + 1
     assert result.best_test_loss == result.test_loss[result.best_epoch - 1]
 
 
 def test_early_stopping_stops_after_patience(recent_prices):
-    # lr=0.3 overshoots, so the test loss stops improving within a few epochs.
+    # lr=0.3 overshoots, so the validation loss stops improving within a few epochs.
     config = TrainConfig(epochs=40, lr=0.3, early_stopping_patience=2, **TINY)
     result = train_config(config, recent_prices)
     assert result.stopped_early and result.epochs_run < 40
     assert result.epochs_run == result.best_epoch + 2
-    assert min(result.test_loss[-2:]) >= result.best_test_loss
+    assert min(result.val_loss[-2:]) >= result.val_loss[result.best_epoch - 1]
+
+
+def test_without_validation_the_last_epoch_is_kept_and_early_stopping_is_refused(recent_prices):
+    """No validation split: the test loss never picks the epoch (the last one is kept), and
+    early stopping, which would have to watch the test loss, is refused."""
+    result = train_config(TrainConfig(epochs=4, val_fraction=0.0, **TINY), recent_prices)
+    assert result.selected_on == "last_epoch" and result.best_epoch == 4 and result.n_val == 0
+    assert result.best_test_loss == result.test_loss[-1] and result.best_val_loss is None
+    with pytest.raises(ValueError, match="test set"):
+        TrainConfig(epochs=4, val_fraction=0.0, early_stopping_patience=2, **TINY)
 
 
 def test_checkpoint_round_trip_and_next_day_forecast(recent_prices, tmp_path):

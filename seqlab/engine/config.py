@@ -28,7 +28,7 @@ class TrainConfig:
     lookback: int = 30  # days per input window
     horizon: int = 1  # days ahead of the window's last day
     test_fraction: float = 0.2  # last share of days used as test targets
-    val_fraction: float = 0.0  # validation tail before the test period
+    val_fraction: float = 0.1  # validation tail before the test period: picks the epoch
     scaler: str = "minmax"  # minmax | standard, fitted on train rows only
     # optimisation
     seed: int = 0  # model init, dropout and batch order
@@ -59,6 +59,10 @@ class TrainConfig:
                 raise ValueError(
                     f"early_stopping_patience must be >= 1 or None, got {self.early_stopping_patience}"
                 )
+            if self.val_fraction == 0:
+                # Without a validation split the only loss left to stop on is the test loss.
+                raise ValueError("early_stopping_patience needs val_fraction > 0: stopping "
+                                 "on the test loss would select on the test set")
         self.model_config(n_features=1)  # validates cell, depth, hidden, norm, dropout
         self.feature_spec()  # validates lookback, horizon, fractions, scaler
         if self.epochs < 1:

@@ -76,7 +76,9 @@ class RunHistory:
         if not all(math.isfinite(v) for v in values):
             self.status, self.diverged_epoch, self.finished = "diverged", epoch, True
             return False
-        score = val_loss if self.has_val else values[1]
+        # Selection never reads the test loss: the lowest validation loss, or, with no
+        # validation split, simply the latest finite epoch.
+        score = val_loss if self.has_val else -float(epoch)
         if score < self.best_score:
             self.best_score, self.best_epoch, self.stale = score, epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -140,8 +142,9 @@ def assemble_result(
         epoch_seconds=history.seconds,
         final_test_loss=history.test[-1],
         best_test_loss=history.test[best_epoch - 1] if best_epoch else None,
+        best_val_loss=history.val[best_epoch - 1] if best_epoch and history.has_val else None,
         best_epoch=best_epoch,
-        selected_on="val" if history.has_val else "test",
+        selected_on="validation" if history.has_val else "last_epoch",
         test_rmse_usd=scored["rmse_usd"],
         test_mae_usd=scored["mae_usd"],
         test_mape_pct=scored["mape_pct"],

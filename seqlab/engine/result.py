@@ -21,9 +21,9 @@ class EpochRecord:
 class TrainResult:
     """A finished (or diverged) run. Loss lists hold one value per epoch run.
 
-    ``best_epoch`` minimises the validation loss when a validation split exists, else the
-    test loss (``selected_on`` says which); ``best_test_loss`` is the test loss at that
-    epoch, and the USD metrics and predictions come from the model of that epoch. The
+    ``best_epoch`` minimises the validation loss when a validation split exists, else it
+    is the last finite epoch (``selected_on``: "validation" | "last_epoch"); the test loss
+    never chooses. ``best_test_loss`` is the test loss at that epoch, and the USD metrics and predictions come from the model of that epoch. The
     ``baseline_*`` metrics score the persistence forecast (tomorrow = today) on the same
     test days. Model metrics are None when no epoch finished with a finite loss.
     """
@@ -41,7 +41,7 @@ class TrainResult:
     final_test_loss: float | None
     best_test_loss: float | None
     best_epoch: int | None
-    selected_on: str  # "val" | "test"
+    selected_on: str  # "validation" | "last_epoch"
     test_rmse_usd: float | None
     test_mae_usd: float | None
     test_mape_pct: float | None
@@ -55,6 +55,7 @@ class TrainResult:
     n_val: int = 0
     n_test: int = 0
     n_parameters: int = 0
+    best_val_loss: float | None = None
     feature_names: list[str] = field(default_factory=list)
     feature_key: str = ""
     feature_fingerprint: dict = field(default_factory=dict, repr=False)

@@ -14,7 +14,7 @@ import duckdb
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
 from seqlab.warehouse.run_tables import RUN_TABLES_SQL
-from seqlab.warehouse.views import REPORT_TABLES_SQL
+from seqlab.warehouse.views import DYNAMICS_V4_SQL, REPORT_TABLES_SQL
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "grids, grid_runs, runs, epoch_metrics, predictions, features", RUN_TABLES_SQL),
     Migration(3, "reports, claim_results; views leaderboard, convergence, stability, claims", REPORT_TABLES_SQL),
+    Migration(4, "runs: selection on validation, splits, feature columns; epoch val_loss; "
+                 "claim p-values; level-free dynamics views", DYNAMICS_V4_SQL),
 )
 
 _BOOKKEEPING = """

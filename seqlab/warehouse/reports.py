@@ -22,7 +22,7 @@ _GRID_QUERIES = {
     "stability": "SELECT * FROM stability WHERE grid_id = $grid ORDER BY cell, depth, norm, feature_set, seed",
     "epochs": """
         SELECT rr.run_id, rr.cell, rr.depth, rr.norm, rr.feature_set, rr.seed,
-            e.epoch, e.train_loss, e.test_loss
+            e.epoch, e.train_loss, e.test_loss, e.val_loss
         FROM report_runs rr JOIN epoch_metrics e ON e.run_id = rr.run_id
         WHERE rr.grid_id = $grid ORDER BY rr.run_id, e.epoch""",
     "predictions": """

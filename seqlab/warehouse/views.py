@@ -146,3 +146,131 @@ SELECT c.* FROM claim_results c
 JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GROUP BY grid_id)
     latest ON latest.grid_id = c.grid_id AND latest.report_id = c.report_id;
 """
+
+
+# --- migration 4: validation-based selection, level-free dynamics, adjusted verdicts -------
+# The per-run dynamics below mirror seqlab.report.dynamics (the report computes them in
+# Python; tests/report/test_dynamics_views.py pins the two to the same numbers):
+# loss at fixed epochs 10/50/200, and the late wobble, the residual std of a straight
+# line through log(loss) over the last least(50, n // 2) epochs (at least 5).
+FIXED_EPOCHS = (10, 50, 200)
+LATE_EPOCHS = 50
+MIN_LATE_EPOCHS = 5
+
+_LOSS_POINTS = f"""
+    SELECT rr.grid_id, rr.run_id, rr.cell, rr.depth, rr.norm, rr.feature_set, rr.seed,
+        rr.status, e.epoch, l.loss, l.value,
+        count(*) OVER (PARTITION BY rr.grid_id, rr.run_id, l.loss) AS n,
+        row_number() OVER (PARTITION BY rr.grid_id, rr.run_id, l.loss ORDER BY e.epoch DESC)
+            AS from_end
+    FROM report_runs rr JOIN epoch_metrics e ON e.run_id = rr.run_id,
+        LATERAL (VALUES ('train', e.train_loss), ('test', e.test_loss)) l(loss, value)
+    WHERE l.value > 0 AND isfinite(l.value)
+"""
+
+
+def _at(loss: str, epoch: int) -> str:
+    return f"max(value) FILTER (WHERE loss = '{loss}' AND epoch = {epoch}) AS {loss}_loss_at_{epoch}"
+
+
+def _wobble(loss: str) -> str:
+    window = f"least({LATE_EPOCHS}, n // 2)"
+    where = f"loss = '{loss}' AND {window} >= {MIN_LATE_EPOCHS} AND from_end <= {window}"
+    sxx = f"regr_sxx(ln(value), epoch) FILTER (WHERE {where})"
+    sxy = f"regr_sxy(ln(value), epoch) FILTER (WHERE {where})"
+    syy = f"regr_syy(ln(value), epoch) FILTER (WHERE {where})"
+    count = f"CAST(regr_count(ln(value), epoch) FILTER (WHERE {where}) AS BIGINT)"
+    # greatest() skips NULLs in DuckDB, so an empty window must be caught explicitly.
+    return (f"CASE WHEN {count} >= {MIN_LATE_EPOCHS} THEN sqrt(greatest(0, {syy} - {sxy} * "
+            f"{sxy} / nullif({sxx}, 0)) / ({count} - 2)) END AS late_{loss}_wobble")
+
+
+DYNAMICS_V4_SQL = f"""
+DROP VIEW IF EXISTS claims;
+DROP VIEW IF EXISTS stability;
+DROP VIEW IF EXISTS convergence;
+DROP VIEW IF EXISTS leaderboard;
+DROP VIEW IF EXISTS report_runs;
+ALTER TABLE runs ADD COLUMN selected_on VARCHAR;      -- validation | last_epoch
+ALTER TABLE runs ADD COLUMN val_fraction DOUBLE;
+ALTER TABLE runs ADD COLUMN best_val_loss DOUBLE;     -- validation loss at best_epoch
+ALTER TABLE runs ADD COLUMN n_val BIGINT;
+ALTER TABLE runs ADD COLUMN feature_columns VARCHAR;  -- JSON list of the columns the model saw
+ALTER TABLE runs ADD COLUMN train_first DATE;
+ALTER TABLE runs ADD COLUMN train_last DATE;
+ALTER TABLE runs ADD COLUMN val_first DATE;
+ALTER TABLE runs ADD COLUMN val_last DATE;
+ALTER TABLE runs ADD COLUMN test_first DATE;
+ALTER TABLE runs ADD COLUMN test_last DATE;
+ALTER TABLE epoch_metrics ADD COLUMN val_loss DOUBLE;
+ALTER TABLE claim_results ADD COLUMN p_value DOUBLE;
+ALTER TABLE claim_results ADD COLUMN p_adjusted DOUBLE;  -- Holm over the report's comparisons
+ALTER TABLE claim_results ADD COLUMN decides BOOLEAN;
+ALTER TABLE claim_results ADD COLUMN n_unit VARCHAR;     -- configs | test days | ...
+CREATE VIEW report_runs AS
+SELECT gr.grid_id, gr.reused, r.grid_id AS trained_in_grid, r.* EXCLUDE (grid_id)
+FROM grid_runs gr JOIN runs r ON r.run_id = gr.run_id;
+
+-- Ranked on validation loss: the test columns are what the chosen configs then score.
+CREATE VIEW leaderboard AS
+WITH per_config AS (
+    SELECT grid_id, cell, depth, norm, feature_set,
+        count(*) AS n_runs,
+        count(*) FILTER (WHERE status = 'ok') AS n_ok,
+        count(*) FILTER (WHERE status = 'diverged') AS n_diverged,
+        count(*) FILTER (WHERE status = 'failed') AS n_failed,
+        avg(best_val_loss) AS val_loss,
+        avg(best_test_loss) AS best_test_loss,
+        stddev_samp(best_test_loss) AS best_test_loss_std,
+        avg(final_test_loss) AS final_test_loss,
+        avg(test_rmse_usd) AS test_rmse_usd,
+        avg(test_mae_usd) AS test_mae_usd,
+        avg(test_mape_pct) AS test_mape_pct,
+        avg(test_directional_accuracy) AS test_directional_accuracy,
+        avg(baseline_rmse_usd) FILTER (WHERE test_rmse_usd IS NOT NULL) AS baseline_rmse_usd,
+        avg(baseline_mae_usd) FILTER (WHERE test_mae_usd IS NOT NULL) AS baseline_mae_usd,
+        avg(baseline_directional_accuracy)
+            FILTER (WHERE test_rmse_usd IS NOT NULL) AS baseline_directional_accuracy
+    FROM report_runs
+    GROUP BY grid_id, cell, depth, norm, feature_set
+)
+SELECT rank() OVER (PARTITION BY grid_id ORDER BY val_loss ASC NULLS LAST) AS rank,
+    *,
+    test_rmse_usd / baseline_rmse_usd AS rmse_ratio,
+    test_mae_usd / baseline_mae_usd AS mae_ratio,
+    test_rmse_usd < baseline_rmse_usd AS beats_baseline
+FROM per_config;
+
+CREATE VIEW convergence AS
+WITH points AS ({_LOSS_POINTS})
+SELECT grid_id, run_id, cell, depth, norm, feature_set, seed, status,
+    max(n) FILTER (WHERE loss = 'train') AS epochs_recorded,
+    {', '.join(_at(loss, e) for loss in ('train', 'test') for e in FIXED_EPOCHS)},
+    min(value) FILTER (WHERE loss = 'train') AS min_train_loss,
+    min(value) FILTER (WHERE loss = 'test') AS min_test_loss
+FROM points
+GROUP BY grid_id, run_id, cell, depth, norm, feature_set, seed, status;
+
+CREATE VIEW stability AS
+WITH points AS ({_LOSS_POINTS}),
+curve AS ({_CURVE})
+SELECT p.grid_id, p.run_id, p.cell, p.depth, p.norm, p.feature_set, p.seed, p.status,
+    CAST(max(least({LATE_EPOCHS}, n // 2)) FILTER (WHERE loss = 'test') AS BIGINT) AS late_epochs,
+    {_wobble('train')},
+    {_wobble('test')},
+    any_value(s.spike_count) AS spike_count,
+    any_value(s.spike_epochs) AS spike_epochs
+FROM points p LEFT JOIN (
+    SELECT grid_id, run_id,
+        count(*) FILTER (WHERE test_loss > 2 * rolling_median) AS spike_count,
+        coalesce(list(epoch ORDER BY epoch) FILTER (WHERE test_loss > 2 * rolling_median), [])
+            AS spike_epochs
+    FROM curve GROUP BY grid_id, run_id
+) s ON s.grid_id = p.grid_id AND s.run_id = p.run_id
+GROUP BY p.grid_id, p.run_id, p.cell, p.depth, p.norm, p.feature_set, p.seed, p.status;
+
+CREATE VIEW claims AS
+SELECT c.* FROM claim_results c
+JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GROUP BY grid_id)
+    latest ON latest.grid_id = c.grid_id AND latest.report_id = c.report_id;
+"""
