@@ -8,6 +8,7 @@ warehouse views.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -21,9 +22,9 @@ from seqlab.grid import GridOverrides, build_grid, resolve_spec
 from seqlab.ingest.pipeline import IngestOptions, ingest_source
 from seqlab.report.build import build_report
 from seqlab.report.content import assemble_content
+from seqlab.report.dynamics import run_dynamics_frame
 from seqlab.report.html import render_html
 from seqlab.report.tables import (
-    CONFIG_DYNAMICS_COLUMNS,
     LEADERBOARD_COLUMNS,
     RUN_DYNAMICS_COLUMNS,
 )
@@ -182,53 +183,84 @@ def test_leaderboard_in_the_html_is_the_leaderboard_view(grid) -> None:
             assert text == column.fmt(expected[key][column.name])
 
 
-def test_convergence_and_stability_in_the_html_are_the_views(grid) -> None:
+def test_dynamics_in_the_html_are_the_pure_metrics_and_the_views_agree(grid) -> None:
+    """The report's dynamics come from seqlab.report.dynamics; the SQL views that
+    ``seqlab query`` users read give the same numbers."""
     warehouse, grid_id, built = grid
     where = f"WHERE grid_id = '{grid_id}'"
+    epochs = query(warehouse, f"SELECT e.* FROM epoch_metrics e JOIN grid_runs g USING (run_id) {where}")
+    python = run_dynamics_frame(epochs)
     views = query(warehouse, f"SELECT * FROM convergence {where}").join(
-        query(warehouse, f"SELECT run_id, late_test_loss_std, spike_count FROM stability {where}"),
-        on="run_id",
-    )
-    assert views.height == 16 and views["epochs_to_within_10pct"].is_not_null().all()
+        query(warehouse, f"SELECT run_id, late_train_wobble, late_test_wobble, spike_count "
+                         f"FROM stability {where}"), on="run_id")
+    assert python.height == views.height == 16
+    mirrored = ["epochs_recorded", "min_train_loss", "min_test_loss", "late_train_wobble",
+                "late_test_wobble"] + [f"{loss}_loss_at_{e}" for loss in ("train", "test")
+                                       for e in (10, 50, 200)]
+    joined = python.join(views, on="run_id", suffix="_sql")
+    for column in mirrored:
+        for a, b in zip(joined[column].to_list(), joined[f"{column}_sql"].to_list(), strict=True):
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9), column
     _, reader = read_page(built.html_path)
     keys = (*CONFIG_KEYS, "seed")
-    expected = {tuple(str(r[k]) for k in keys): r for r in views.iter_rows(named=True)}
+    runs = query(warehouse, f"SELECT run_id, {', '.join(keys)}, best_epoch FROM report_runs {where}")
+    table = runs.join(python, on="run_id").join(views.select("run_id", "spike_count"), on="run_id")
+    expected = {tuple(str(r[k]) for k in keys): r for r in table.iter_rows(named=True)}
     rows = data_rows(reader, "runs-dynamics-table")
     assert len(rows) == 16
     for row in rows:
         key = tuple(row[k][0] for k in keys)
         for column in RUN_DYNAMICS_COLUMNS:
-            assert_same(row[column.name][0], expected[key][column.name], f"{key} {column.name}")
-    means = views.group_by(list(CONFIG_KEYS)).agg(
-        pl.col(c.name).cast(pl.Float64).mean() for c in CONFIG_DYNAMICS_COLUMNS[4:]
-    )
-    expected = {tuple(str(r[k]) for k in CONFIG_KEYS): r for r in means.iter_rows(named=True)}
-    for row in data_rows(reader, "dynamics-table"):
-        key = tuple(row[k][0] for k in CONFIG_KEYS)
-        for column in CONFIG_DYNAMICS_COLUMNS[4:]:
-            assert_same(row[column.name][0], expected[key][column.name], f"{key} {column.name}")
+            name = "best_epoch" if column.name == "selected_epoch" else column.name
+            if name in expected[key]:
+                assert_same(row[column.name][0], expected[key][name], f"{key} {column.name}")
 
 
-def test_claims_are_recorded_and_match_the_page(grid) -> None:
+def test_every_epoch_was_chosen_on_validation_never_on_test(grid) -> None:
+    warehouse, grid_id, _ = grid
+    runs = query(warehouse, f"SELECT * FROM report_runs WHERE grid_id = '{grid_id}'")
+    assert runs["selected_on"].unique().to_list() == ["validation"]
+    assert (runs["val_fraction"] == 0.1).all() and (runs["n_val"] > 0).all()
+    assert (runs["train_last"] < runs["val_first"]).all()
+    assert (runs["val_last"] < runs["test_first"]).all()
+    assert set(runs["feature_columns"]) == {'["close"]'}
+    epochs = query(warehouse, "SELECT run_id, epoch, val_loss, test_loss FROM epoch_metrics")
+    for run in runs.iter_rows(named=True):
+        curve = epochs.filter(pl.col("run_id") == run["run_id"]).sort("epoch")
+        assert curve["val_loss"].is_not_null().all()
+        assert run["best_epoch"] == int(curve["val_loss"].arg_min()) + 1
+        assert run["best_val_loss"] == curve["val_loss"].min()
+        assert run["best_test_loss"] == curve["test_loss"][run["best_epoch"] - 1]
+
+
+def test_claims_are_recorded_and_match_the_page_and_claims_json(grid) -> None:
     warehouse, grid_id, built = grid
     claims = query(warehouse, f"SELECT * FROM claims WHERE grid_id = '{grid_id}'")
     overall = dict(claims.select(pl.col("claim_no").cast(pl.String), "claim_verdict").unique().iter_rows())
     assert overall == built.claims and set(overall) == {str(n) for n in range(1, 7)}
-    # Only close features and no BatchNorm in this grid: those claims cannot be decided.
-    for number in ("1", "2"):
-        assert overall[number] == "too small to decide"
-    batch = claims.filter(pl.col("claim_no") == 4)
-    assert set(batch["verdict"]) == {"too small to decide"}
-    # Model vs persistence is decided on all 16 runs.
-    persistence = claims.filter(pl.col("claim_no") == 6).row(0, named=True)
-    assert persistence["n_pairs"] == 16 and persistence["ci_low"] <= persistence["effect"] <= persistence["ci_high"]
+    # Only close features, no LSTM and no BatchNorm in this grid: those claims are not tested.
+    for number in ("1", "2", "3", "4", "5"):
+        assert overall[number] == "not tested", number
+    assert "no batch runs in the grid" in " ".join(claims.filter(pl.col("claim_no") == 4)["note"])
+    # Model vs persistence: the runs chosen on validation, judged over the test days.
+    persistence = claims.filter(pl.col("claim_no") == 6)
+    first = persistence.row(0, named=True)
+    assert first["comparison"].startswith("best overall on validation loss")
+    assert first["n_unit"] == "test days" and first["n_pairs"] == 731
+    assert first["ci_low"] <= first["effect"] <= first["ci_high"]
+    assert (persistence["p_adjusted"] >= persistence["p_value"]).all()
+    document = json.loads((built.out_dir / "claims.json").read_text())
+    assert document["grid_id"] == grid_id
     page, _ = read_page(built.html_path)
-    for number in range(1, 7):
-        assert f'id="claim-{number}"' in page
-    assert f'data-value="{persistence["effect"]}"' in page
-    assert "bootstrap" in page
-
-
+    for claim in document["claims"]:
+        assert claim["verdict"] == overall[str(claim["number"])]
+        assert f'id="claim-{claim["number"]}" data-verdict="{claim["verdict"]}"' in page
+        for c in claim["comparisons"]:
+            if c["ratio"] is not None:
+                assert f'data-value="{c["ratio"]}"' in page
+    recorded = claims.filter(pl.col("claim_no") == 6)["effect"].to_list()
+    assert recorded == [c["ratio"] for c in document["claims"][5]["comparisons"]]
+    assert "Holm" in page
 def test_data_and_reproducibility_sections(grid) -> None:
     warehouse, grid_id, built = grid
     page, reader = read_page(built.html_path)
@@ -260,7 +292,7 @@ def test_each_build_is_recorded_and_a_rebuild_says_the_same(grid, tmp_path) -> N
     assert latest["report_id"].to_list() == [again.report_id]
     first = built.html_path.read_text().split('id="claims"')[1].split("</section>")[0]
     second = again.html_path.read_text().split('id="claims"')[1].split("</section>")[0]
-    assert first == second  # seeded bootstrap: same intervals, same words
+    assert first == second  # seeded block bootstrap: same intervals, same words
 
 
 def test_synthetic_symbol_gets_the_warning(grid) -> None:

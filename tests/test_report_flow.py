@@ -77,5 +77,5 @@ def test_a_grid_whose_runs_all_failed_still_gets_a_report(tmp_path: Path) -> Non
     page = built.html_path.read_text()
     assert "No run of this grid produced test metrics (all failed)." in page
     assert "No epoch metrics are stored for this grid." in page
-    assert set(built.claims.values()) == {"too small to decide"}
+    assert set(built.claims.values()) == {"not tested"}
     assert [p.name for p in built.figures] == []

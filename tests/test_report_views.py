@@ -1,15 +1,17 @@
-"""The report views (migration 3) on constructed runs whose numbers are worked out by hand."""
+"""The report views (migrations 3-4) on constructed runs whose numbers are worked out by hand."""
 
 from __future__ import annotations
 
 import json
-import statistics
+import math
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
+from seqlab.report.dynamics import late_wobble
 from seqlab.runs import EPOCH_COLUMNS, FEATURE_COLUMNS, PREDICTION_COLUMNS, RUN_COLUMNS
 from seqlab.warehouse import WarehouseQueryError, WarehouseStoreError, connect, query
 from seqlab.warehouse.reports import ReportRecord, latest_grid_id, load_reports, record_report
@@ -30,7 +32,8 @@ def run_row(run_id: str, grid_id: str, **values) -> dict:
         epochs=10, lookback=30, hidden=8, batch_size=64, lr=1e-3, config="{}", status="ok",
         best_test_loss=0.1, final_test_loss=0.1, test_rmse_usd=90.0, test_mae_usd=60.0,
         baseline_rmse_usd=100.0, baseline_mae_usd=50.0, test_directional_accuracy=0.5,
-        baseline_directional_accuracy=0.4, feature_key="fk",
+        baseline_directional_accuracy=0.4, feature_key="fk", best_val_loss=0.2,
+        selected_on="validation",
     )  # fmt: skip
     row.update(values)
     return row
@@ -61,12 +64,12 @@ def warehouse(tmp_path: Path) -> Path:
     runs = [
         run_row("smooth", "g1"),
         run_row("spiky", "g1", seed=1, test_rmse_usd=110.0, test_mae_usd=40.0),
-        run_row("layer", "g1", norm="layer", test_rmse_usd=80.0),
+        run_row("layer", "g1", norm="layer", test_rmse_usd=80.0, best_val_loss=0.1),
         run_row("diverged", "g1", norm="batch", status="diverged", test_rmse_usd=None,
-                test_mae_usd=None, best_test_loss=0.5),
+                test_mae_usd=None, best_test_loss=0.5, best_val_loss=0.6),
         run_row("failed", "g1", norm="batch", seed=1, status="failed",
                 test_rmse_usd=None, test_mae_usd=None, best_test_loss=None, final_test_loss=None,
-                baseline_rmse_usd=None, baseline_mae_usd=None),
+                baseline_rmse_usd=None, baseline_mae_usd=None, best_val_loss=None),
     ]  # fmt: skip
     curves = {"smooth": SMOOTH, "spiky": SPIKY, "layer": SMOOTH, "diverged": [0.9, 0.5, None]}
     store_run_results(path, "g1", frames_for(runs, curves))
@@ -78,31 +81,33 @@ def by_run(path: Path, view: str) -> dict[str, dict]:
     return {row["run_id"]: row for row in frame.iter_rows(named=True)}
 
 
-def test_convergence_epochs_to_within_10pct_auc_and_early_loss(warehouse: Path) -> None:
+def test_convergence_losses_at_fixed_epochs(warehouse: Path) -> None:
     rows = by_run(warehouse, "convergence")
     smooth = rows["smooth"]
-    assert smooth["epochs_to_within_10pct"] == 7
+    assert smooth["epochs_recorded"] == 10
+    assert smooth["train_loss_at_10"] == pytest.approx(0.1) == smooth["test_loss_at_10"]
+    assert smooth["train_loss_at_50"] is None  # a 10-epoch run has no epoch 50
     assert smooth["min_test_loss"] == pytest.approx(0.1)
-    assert smooth["min_test_epoch"] in (9, 10)
-    # Trapezoid with unit steps: sum minus half of the two ends.
-    assert smooth["test_auc"] == pytest.approx(sum(SMOOTH) - (SMOOTH[0] + SMOOTH[-1]) / 2)
-    assert smooth["early_test_loss"] == pytest.approx((1.0 + 0.5) / 2)  # first 2 of 10 epochs
-    # The diverged run's missing last epoch is left out: 2 finite epochs, min 0.5 at epoch 2.
+    # The diverged run's missing last epoch is left out: 2 finite epochs.
     diverged = rows["diverged"]
-    assert diverged["epochs_recorded"] == 2 and diverged["epochs_to_within_10pct"] == 2
-    assert diverged["early_test_loss"] == pytest.approx(0.9)
+    assert diverged["epochs_recorded"] == 2 and diverged["test_loss_at_10"] is None
     assert "failed" not in rows  # no curve, no convergence
 
 
-def test_stability_late_std_and_spikes(warehouse: Path) -> None:
+def test_stability_late_wobble_and_spikes(warehouse: Path) -> None:
     rows = by_run(warehouse, "stability")
     spiky, smooth = rows["spiky"], rows["smooth"]
-    assert spiky["late_epochs"] == 2
-    assert spiky["late_test_loss_std"] == pytest.approx(statistics.stdev([0.9, 0.3]))
-    assert spiky["late_test_loss_mean"] == pytest.approx(0.6)
+    assert spiky["late_epochs"] == 5  # min(50, 10 // 2)
+    for name, curve in (("spiky", SPIKY), ("smooth", SMOOTH)):
+        expected = late_wobble(np.asarray(curve))
+        assert rows[name]["late_test_wobble"] == pytest.approx(expected, rel=1e-9), name
+        # by hand: residuals of a line through log(loss) over the last 5 epochs
+        y = np.log(curve[-5:])
+        fit = np.polyval(np.polyfit(np.arange(5), y, 1), np.arange(5))
+        assert expected == pytest.approx(math.sqrt(((y - fit) ** 2).sum() / 3))
     assert spiky["spike_count"] == 2 and list(spiky["spike_epochs"]) == [5, 9]
     assert smooth["spike_count"] == 0 and list(smooth["spike_epochs"]) == []
-    assert smooth["late_test_loss_std"] == pytest.approx(0.0)
+    assert rows["diverged"]["late_test_wobble"] is None  # 2 epochs are too few to judge
 
 
 def test_leaderboard_means_over_seeds_and_ratio_to_persistence(warehouse: Path) -> None:
@@ -113,12 +118,12 @@ def test_leaderboard_means_over_seeds_and_ratio_to_persistence(warehouse: Path) 
     assert none["test_rmse_usd"] == pytest.approx(100.0)  # (90 + 110) / 2
     assert none["rmse_ratio"] == pytest.approx(1.0) and none["beats_baseline"] is False
     assert none["mae_ratio"] == pytest.approx(50.0 / 50.0)
-    layer = rows["layer"]
+    layer = rows["layer"]  # ranked first on validation loss (0.1), not on its test RMSE
     assert layer["rank"] == 1 and layer["rmse_ratio"] == pytest.approx(0.8)
-    assert layer["beats_baseline"] is True
+    assert layer["beats_baseline"] is True and layer["val_loss"] == pytest.approx(0.1)
     batch = rows["batch"]  # one diverged without metrics, one failed: counted, not scored
     assert (batch["n_runs"], batch["n_diverged"], batch["n_failed"]) == (2, 1, 1)
-    assert batch["rmse_ratio"] is None and batch["rank"] == 3
+    assert batch["rmse_ratio"] is None and batch["rank"] == 3 and none["rank"] == 2
     assert batch["best_test_loss"] == pytest.approx(0.5)
 
 

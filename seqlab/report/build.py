@@ -7,17 +7,19 @@ into ``out_dir``, and record the build and its claim verdicts in the warehouse.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import seqlab
-from seqlab.report.claims import claims_frame, claims_summary
+from seqlab.report.claims import claims_document, claims_frame, claims_summary
 from seqlab.report.content import assemble_content
 from seqlab.report.figures import FigurePNG, forecast_figure, loss_figures, ratio_figure
 from seqlab.report.html import render_html
 from seqlab.report.markdown import render_artifact, render_markdown
+from seqlab.report.output import FIGURE_DIR, write_report_files
 from seqlab.warehouse import WarehouseMissing
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.reports import (
@@ -26,8 +28,6 @@ from seqlab.warehouse.reports import (
     load_report_inputs,
     record_report,
 )
-
-FIGURE_DIR = "figures"
 
 
 @dataclass(frozen=True)
@@ -59,34 +59,12 @@ def draw_figures(content) -> list[FigurePNG]:
     return figures
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary name so a reader never sees half a page."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_figures(figures: list[FigurePNG], folder: Path) -> list[Path]:
-    """Write this build's PNGs and remove PNGs an earlier build left that this one did not draw."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = {f.name for f in figures}
-    for stale in folder.glob("*.png"):
-        if stale.name not in names:
-            stale.unlink()
-    paths = []
-    for figure in figures:
-        path = folder / figure.name
-        path.write_bytes(figure.png)
-        paths.append(path)
-    return paths
-
-
 def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
                  timeout_s: float = 10.0) -> ReportBuild:
     """Rebuild the report of ``grid_id`` (the latest grid when None) into ``out_dir``.
 
     Writes ``index.html`` (self-contained, works offline), ``report.md`` with
-    ``figures/*.png`` beside it, and records the build in the ``reports`` table with its
+    ``figures/*.png`` beside it, ``claims.json`` (the verdicts, machine-readable), and records the build in the ``reports`` table with its
     claim comparisons in ``claim_results``. Raises WarehouseQueryError when the grid is
     not in the warehouse. ``timeout_s`` bounds each wait for another process's lock.
     """
@@ -99,13 +77,17 @@ def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
     built_at = utc_now()
     content = assemble_content(inputs.grid, inputs.frames, built_at)
     figures = draw_figures(content)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figure_paths = write_figures(figures, out_dir / FIGURE_DIR)
     html_path, markdown_path = out_dir / "index.html", out_dir / "report.md"
     links = [(f"{FIGURE_DIR}/{f.name}", f.caption) for f in figures]
     html = render_html(content, links)
-    _write_text(html_path, html)
-    _write_text(markdown_path, render_markdown(content, figures, FIGURE_DIR))
+    document = claims_document(content.claims) | {"grid_id": grid_id}
+    files = {f"{FIGURE_DIR}/{f.name}": f.png for f in figures} | {
+        "index.html": html.encode("utf-8"),
+        "report.md": render_markdown(content, figures, FIGURE_DIR).encode("utf-8"),
+        "claims.json": (json.dumps(document, indent=1, allow_nan=False) + "\n").encode("utf-8"),
+    }
+    written = write_report_files(out_dir, files)
+    figure_paths = [p for p in written if p.parent.name == FIGURE_DIR]
     artifact = render_artifact(content, html_path.resolve().as_uri(),
                                markdown_path.resolve().as_uri())
     report_id = f"{built_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

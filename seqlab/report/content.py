@@ -14,6 +14,7 @@ from seqlab.report.context import (
     summarize_data,
     summarize_reproducibility,
 )
+from seqlab.report.dynamics import run_dynamics_frame
 from seqlab.report.stats import Verdict
 from seqlab.report.tables import best_per_cell, best_run_of, config_dynamics, run_dynamics
 
@@ -43,8 +44,9 @@ class ReportContent:
 
     @property
     def best(self) -> dict | None:
-        """The top-ranked config (lowest mean test RMSE)."""
-        ranked = self.leaderboard.filter(pl.col("test_rmse_usd").is_not_null()).sort("rank")
+        """The top-ranked config: lowest mean validation loss (None without a validation split)."""
+        ranked = self.leaderboard.filter(pl.col("val_loss").is_not_null(),
+                                         pl.col("test_rmse_usd").is_not_null()).sort("rank")
         return ranked.row(0, named=True) if ranked.height else None
 
     @property
@@ -66,7 +68,7 @@ def assemble_content(grid: dict, frames: dict[str, pl.DataFrame], built_at: date
     if missing:
         raise ValueError(f"report of grid {grid.get('grid_id')} lacks frames {missing}")
     runs, leaderboard = frames["runs"], frames["leaderboard"]
-    dynamics = run_dynamics(frames["convergence"], frames["stability"])
+    dynamics = run_dynamics(runs, run_dynamics_frame(frames["epochs"]), frames["stability"])
     forecasts = []
     for config in best_per_cell(leaderboard).iter_rows(named=True):
         run = best_run_of(runs, config)
@@ -85,6 +87,6 @@ def assemble_content(grid: dict, frames: dict[str, pl.DataFrame], built_at: date
         config_dynamics=config_dynamics(dynamics),
         epochs=frames["epochs"],
         forecasts=forecasts,
-        claims=evaluate_claims(runs, frames["convergence"], frames["stability"]),
+        claims=evaluate_claims(runs, frames["epochs"], frames["predictions"]),
         built_at=built_at,
     )

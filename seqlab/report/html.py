@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from html import escape
 
-from seqlab.report.claims import METHOD, SHORT_NAMES
+from seqlab.report.claims import METHOD, SHORT_NAMES, comparison_record
 from seqlab.report.content import ReportContent
 from seqlab.report.interactive import forecasts_html, loss_curves_html, plotly_script, ratio_html
 from seqlab.report.narrative import claim_reading, data_facts, headline, verdict_class
@@ -112,33 +112,43 @@ def _baseline_class(row: dict) -> str:
     return "beats" if row.get("beats_baseline") else "loses"
 
 
+def _p(value) -> str:
+    return "–" if value is None else f"{value:.2g}"
+
+
 def _claims(content: ReportContent) -> str:
-    blocks = [f'<p class="method">Method: {escape(METHOD)}. Effects are ratios: 1 means no '
-              "difference; 0.8 means 20% lower for the first of the pair.</p>"]
+    method = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in METHOD.items())
+    blocks = ['<p class="method">Effects are ratios: 1 means no difference; 0.8 means 20% lower '
+              "for the first of the pair. Verdicts read the Holm-adjusted p-value. Rows in grey "
+              "are shown for the other loss and do not decide the claim. The same records are in "
+              "<code>claims.json</code>.</p>"
+              f'<details><summary>method</summary><ul class="method">{method}</ul></details>']
     for claim in content.claims:
         rows = []
         for c in claim.comparisons:
-            r = c.ratio
-            effect = fmt_ratio(r.mean) if r else "–"
-            ci = f"{fmt_ratio(r.low)} – {fmt_ratio(r.high)}" if r else "–"
+            r = comparison_record(c)
+            ci = f"{fmt_ratio(r['low'])} – {fmt_ratio(r['high'])}" if r["ratio"] is not None else "–"
+            css = "" if c.decides else ' class="secondary"'
             rows.append(
-                f'<tr><td>{escape(c.label)}<div class="unit">effect = {escape(c.effect_unit)}'
+                f'<tr{css}><td>{escape(c.label)}<div class="unit">effect = {escape(c.effect_unit)}'
                 f'</div></td><td class="{verdict_class(c.verdict)}">{escape(c.verdict.value)}</td>'
-                f'<td class=num data-value="{r.mean if r else ""}">{effect}</td>'
-                f"<td class=num>{ci}</td><td class=num>{fmt_int(r.n if r else 0)}</td>"
+                f'<td class=num data-value="{r["ratio"] if r["ratio"] is not None else ""}">'
+                f"{fmt_ratio(r['ratio'])}</td><td class=num>{ci}</td>"
+                f"<td class=num>{_p(r['p_value'])}</td><td class=num>{_p(r['p_adjusted'])}</td>"
+                f"<td class=num>{fmt_int(r['n'])} {escape(c.n_unit)}</td>"
                 f"<td>{escape(c.note)}</td></tr>"
             )
         note = f'<p class="reading">{escape(claim_reading(claim))}</p>'
         if claim.note:
             note += f'<p class="note">{escape(claim.note)}</p>'
         blocks.append(
-            f'<div class="claim" id="claim-{claim.number}"><h3><span class="chip '
-            f'{verdict_class(claim.verdict)}">{escape(claim.verdict.value)}</span> '
-            f"{claim.number}. {escape(claim.statement)}</h3>{note}"
+            f'<div class="claim" id="claim-{claim.number}" data-verdict="{claim.verdict.value}">'
+            f'<h3><span class="chip {verdict_class(claim.verdict)}">{escape(claim.verdict.value)}'
+            f"</span> {claim.number}. {escape(claim.statement)}</h3>{note}"
             '<div class="scroll"><table class="claim-table"><thead><tr><th>comparison</th>'
             "<th>verdict</th><th class=num>effect</th><th class=num>95% CI</th>"
-            "<th class=num>pairs</th><th>note</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></div></div>"
+            "<th class=num>p</th><th class=num>p (Holm)</th><th class=num>n</th><th>note</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></div>"
         )
     return "".join(blocks)
 

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from seqlab.report.claims import METHOD
+from seqlab.report.claims import METHOD, comparison_record
 from seqlab.report.content import ReportContent
 from seqlab.report.figures import FigurePNG
 from seqlab.report.narrative import claim_reading, data_facts, headline
@@ -38,21 +38,29 @@ def md_table(frame: pl.DataFrame, columns: tuple[Column, ...], limit: int | None
     return "\n".join([head, rule, *body])
 
 
+def _p(value) -> str:
+    return "–" if value is None else f"{value:.2g}"
+
+
 def _claims_md(content: ReportContent) -> list[str]:
-    out = [f"Method: {METHOD}. Effects are ratios (1 = no difference).", ""]
+    out = ["Effects are ratios (1 = no difference). Verdicts read the Holm-adjusted p-value; "
+           "rows marked (shown) do not decide the claim. Method:", ""]
+    out += [f"- **{k}**: {v}" for k, v in METHOD.items()] + [""]
     for claim in content.claims:
         out.append(f"**{claim.number}. {claim.statement}** — **{claim.verdict.value}**"
                    + (f" ({claim.note})" if claim.note else ""))
         out.append("")
         out.append(claim_reading(claim))
         out.append("")
-        out.append("| comparison | verdict | effect | 95% CI | pairs | note |")
-        out.append("|---|---|---:|---:|---:|---|")
+        out.append("| comparison | verdict | effect | 95% CI | p | p (Holm) | n | note |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---|")
         for c in claim.comparisons:
-            r = c.ratio
-            ci = f"{fmt_ratio(r.low)} – {fmt_ratio(r.high)}" if r else "–"
-            out.append(f"| {_escape(c.label)} | {c.verdict.value} | {fmt_ratio(r.mean) if r else '–'}"
-                       f" | {ci} | {fmt_int(r.n if r else 0)} | {_escape(c.note)} |")
+            r = comparison_record(c)
+            ci = f"{fmt_ratio(r['low'])} – {fmt_ratio(r['high'])}" if r["ratio"] is not None else "–"
+            label = c.label + ("" if c.decides else " (shown)")
+            out.append(f"| {_escape(label)} | {c.verdict.value} | {fmt_ratio(r['ratio'])} | {ci} "
+                       f"| {_p(r['p_value'])} | {_p(r['p_adjusted'])} | {fmt_int(r['n'])} "
+                       f"{c.n_unit} | {_escape(c.note)} |")
         out.append("")
     return out
 

@@ -14,7 +14,7 @@ VERDICT_CLASSES = {
     Verdict.SUPPORTED: "supported",
     Verdict.CONTRADICTED: "contradicted",
     Verdict.INCONCLUSIVE: "inconclusive",
-    Verdict.TOO_SMALL: "too-small",
+    Verdict.NOT_TESTED: "not-tested",
 }
 
 
@@ -31,13 +31,17 @@ def headline(content: ReportContent) -> list[str]:
     """A few plain sentences: the winner, the baseline, the claims, what was trained."""
     lines = []
     best = content.best
-    if best is None:
+    if best is None and content.leaderboard["test_rmse_usd"].is_not_null().any():
+        lines.append("No validation split: configs are not ranked (the test set never picks "
+                     "a winner).")
+    elif best is None:
         lines.append("No run of this grid produced test metrics (all failed).")
     else:
         lines.append(
-            f"Best config by mean test RMSE: {_describe_config(best)}: "
-            f"{fmt_usd(best['test_rmse_usd'])} vs persistence {fmt_usd(best['baseline_rmse_usd'])} "
-            f"(ratio {best['rmse_ratio']:.3f}) over {best['n_runs']} seed(s)."
+            f"Best config on validation loss: {_describe_config(best)}. On the test period it "
+            f"scores {fmt_usd(best['test_rmse_usd'])} RMSE vs persistence "
+            f"{fmt_usd(best['baseline_rmse_usd'])} (ratio {best['rmse_ratio']:.3f}), mean over "
+            f"{best['n_runs']} seed(s)."
         )
     beating, scored = content.beating_baseline
     if scored:
@@ -90,22 +94,31 @@ def data_facts(data: DataSummary) -> list[tuple[str, str]]:
 
 def _effect(comparison) -> str:
     r = comparison.ratio
-    return f"{r.mean:.3g} (95% CI {r.low:.3g} to {r.high:.3g}, n = {r.n})"
+    p = f", p = {r.p_value:.2g}, Holm-adjusted {r.p_adjusted:.2g}" if r.p_adjusted is not None else ""
+    return f"{r.mean:.3g} (95% CI {r.low:.3g} to {r.high:.3g}, n = {r.n} {comparison.n_unit}{p})"
 
 
 def claim_reading(claim: Claim) -> str:
     """One or two sentences saying what the verdict rests on."""
-    decided = [c for c in claim.comparisons if c.verdict is not Verdict.TOO_SMALL]
-    if claim.verdict is Verdict.TOO_SMALL:
-        reasons = sorted({c.note for c in claim.comparisons if c.note})
-        return f"This grid cannot decide it: {'; '.join(reasons) or 'too few pairs'}."
+    deciding = [c for c in claim.comparisons if c.decides]
+    if claim.number == 6 and claim.verdict is not Verdict.SUPPORTED and deciding and all(
+            c.ratio is not None for c in deciding):
+        worse = [c for c in deciding if c.verdict is Verdict.CONTRADICTED]
+        lead = ("No model beats persistence: none of the models selected on validation has a "
+                "significantly lower test RMSE than tomorrow = today")
+        lead += (f", and {len(worse)} of {len(deciding)} are significantly worse. " if worse
+                 else ". ")
+        return lead + "; ".join(f"{c.label}: {_effect(c)}" for c in deciding) + "."
+    if claim.verdict is Verdict.NOT_TESTED:
+        reasons = sorted({c.note for c in deciding if c.verdict is Verdict.NOT_TESTED and c.note})
+        return f"This grid cannot test it: {'; '.join(reasons) or 'too few configs'}."
     if claim.verdict is Verdict.CONTRADICTED:
-        c = next(c for c in decided if c.verdict is Verdict.CONTRADICTED)
+        c = next(c for c in deciding if c.verdict is Verdict.CONTRADICTED)
         return f"The grid says the opposite. {c.label}: {_effect(c)}; effect = {c.effect_unit}."
     if claim.verdict is Verdict.SUPPORTED:
-        return "Supported by every comparison the grid can make. " + "; ".join(
-            f"{c.label}: {_effect(c)}" for c in decided) + "."
-    open_ones = [c for c in decided if c.verdict is Verdict.INCONCLUSIVE]
-    why = ("the interval reaches past the ×1.25 band for 'alike'" if claim.number == 3
-           else "the interval includes 1 (no difference)")
+        return "Supported by every deciding comparison. " + "; ".join(
+            f"{c.label}: {_effect(c)}" for c in deciding) + "."
+    open_ones = [c for c in deciding if c.verdict is Verdict.INCONCLUSIVE]
+    why = ("alike needs the interval inside the x1.25 band" if claim.number == 3
+           else "no significant difference after the Holm adjustment")
     return "Not settled. " + "; ".join(f"{c.label}: {_effect(c)}" for c in open_ones) + f"; {why}."

@@ -19,6 +19,7 @@ h2 { font-size: 17px; border-bottom: 1px solid var(--line); padding-bottom: 6px;
 h3 { font-size: 14.5px; margin: 18px 0 6px; }
 p { margin: 6px 0; }
 .note, .method { color: var(--muted); font-size: 13px; }
+tr.secondary td { color: var(--muted); }
 .warning { background: #fff3cd; border: 2px solid #d39e00; color: #6b4e00; font-weight: 600;
            padding: 10px 24px; margin: 12px auto 0; max-width: 1320px; border-radius: 6px; }
 .scroll { overflow-x: auto; }
@@ -40,12 +41,12 @@ ul.headline li { margin: 3px 0; }
 .chip { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
         margin: 2px 4px 2px 0; text-decoration: none; border: 1px solid transparent; }
 .supported { color: #1a7f37; } .contradicted { color: #b42318; }
-.inconclusive { color: #8a6100; } .too-small { color: var(--muted); }
+.inconclusive { color: #8a6100; } .not-tested { color: var(--muted); }
 .chip.supported { background: #e6f4ea; border-color: #b7dfc2; }
 .chip.contradicted { background: #fdecea; border-color: #f4c0ba; }
 .chip.inconclusive { background: #fff6dd; border-color: #f0d890; }
-.chip.too-small { background: #eef0f3; border-color: #d6dae0; }
-td.supported, td.contradicted, td.inconclusive, td.too-small { font-weight: 600; }
+.chip.not-tested { background: #eef0f3; border-color: #d6dae0; }
+td.supported, td.contradicted, td.inconclusive, td.not-tested { font-weight: 600; }
 .claim { border-top: 1px solid var(--line); margin-top: 10px; }
 .reading { margin: 2px 0 6px; }
 .claim-table th { white-space: nowrap; }

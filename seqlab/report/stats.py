@@ -1,131 +1,182 @@
-"""Paired comparisons with a seeded bootstrap: effect sizes, 95% intervals and verdicts.
+"""The statistics behind every verdict: cluster-level t intervals, Holm, Diebold-Mariano.
 
-Method (the one the report names): every comparison is a set of *pairs*, two runs that
-differ only in the factor under test (same cell, depth, norm, features, seed otherwise).
-Each pair gives one difference, usually ``log(a / b)`` of a positive metric, so effects
-read as ratios and losses spanning orders of magnitude weigh alike. The effect is the mean
-difference; its 95% interval is the percentile interval of the mean over ``n_resamples``
-bootstrap resamples of the pairs, drawn with a seeded generator so a report rebuilt from
-the same warehouse prints the same numbers.
+The unit of independence is a *config*, not a run: the seeds of one config share its
+architecture and data, so their results correlate (0.84 for claim 1's log ratio on the
+real CoinCodex file). A comparison therefore reduces each matched pair of configs (equal
+in every factor but the one under test) to one number, the mean over their common seeds
+of ``log(a / b)``, and treats those numbers as the sample. Effects read as ratios.
+
+Intervals are Student t intervals on that sample: exact for normal config effects and,
+unlike a percentile bootstrap, honest at the small counts a grid gives (simulated
+coverage in tests/report/test_verdict_statistics.py). Every comparison also carries a
+p-value; the report adjusts them by Holm over all its comparisons, and a verdict is
+taken on the adjusted p-value only.
+
+Claim 6 compares forecasts on the one shared test period, so there the unit is the test
+day: a Diebold-Mariano test with the Harvey-Leybourne-Newbold small-sample correction
+and a Newey-West variance (squared errors of daily prices cluster in volatile weeks),
+plus a moving-block bootstrap interval for the RMSE ratio.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
+from scipy import stats as sps
 
-DEFAULT_RESAMPLES = 10_000
-DEFAULT_SEED = 20_251_126
 CONFIDENCE = 0.95
-# Fewer pairs than this and a percentile bootstrap interval is too optimistic to act on.
-MIN_PAIRS = 6
+ALPHA = 1.0 - CONFIDENCE
+# Fewer matched configs than this and a comparison is "not tested": with 4 degrees of
+# freedom a t interval is already 2.8 standard errors wide each way.
+MIN_CONFIGS = 5
 # Ratios within 1/1.25 .. 1.25 count as "alike" for equivalence claims.
 EQUIVALENCE_RATIO = 1.25
+BLOCK_DAYS = 20  # moving-block bootstrap over test days: about a trading month
+DEFAULT_RESAMPLES = 4_000
+DEFAULT_SEED = 20_251_126
 
 
 class Verdict(StrEnum):
     SUPPORTED = "supported"
     CONTRADICTED = "contradicted"
     INCONCLUSIVE = "inconclusive"
-    TOO_SMALL = "too small to decide"
+    NOT_TESTED = "not tested"
 
 
 @dataclass(frozen=True)
-class Interval:
-    """Mean of paired differences with its bootstrap interval over ``n`` pairs."""
+class Estimate:
+    """A mean effect on the log scale, its interval, the units behind it and its p-values.
+
+    ``p_value`` tests the comparison's null (no difference, or for equivalence "not alike"
+    / "alike"); ``p_adjusted`` is filled in by :func:`holm` across the report.
+    """
 
     mean: float
     low: float
     high: float
     n: int
+    p_value: float
+    p_adjusted: float | None = None
 
-    def as_ratio(self) -> Interval:
-        """The same interval for differences of logs, read as a ratio (exp)."""
-        return Interval(math.exp(self.mean), math.exp(self.low), math.exp(self.high), self.n)
+    def as_ratio(self) -> Estimate:
+        return replace(self, mean=math.exp(self.mean), low=math.exp(self.low),
+                       high=math.exp(self.high))
 
 
-def bootstrap_mean(
-    differences: np.ndarray | list[float],
-    *,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-    confidence: float = CONFIDENCE,
-) -> Interval:
-    """Mean of ``differences`` with a seeded percentile-bootstrap interval.
+def _finite(values) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    return array[np.isfinite(array)]
 
-    Non-finite values are dropped first. Raises ValueError when nothing is left.
+
+def t_estimate(values, *, confidence: float = CONFIDENCE) -> Estimate | None:
+    """Mean of ``values`` with its t interval and the two-sided p-value of mean = 0.
+
+    None with fewer than two finite values. Identical values give a zero-width interval
+    and p = 0 (when the mean is not 0) or 1.
     """
-    values = np.asarray(differences, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise ValueError("bootstrap_mean needs at least one finite difference")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, values.size, size=(n_resamples, values.size))
-    means = values[picks].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return Interval(float(values.mean()), float(low), float(high), int(values.size))
+    x = _finite(values)
+    n = x.size
+    if n < 2:
+        return None
+    mean, se = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
+    if se == 0.0:
+        return Estimate(mean, mean, mean, n, 1.0 if mean == 0.0 else 0.0)
+    q = float(sps.t.ppf(0.5 + confidence / 2, df=n - 1))
+    p = float(2 * sps.t.sf(abs(mean) / se, df=n - 1))
+    return Estimate(mean, mean - q * se, mean + q * se, n, p)
 
 
-def log_ratios(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> np.ndarray:
-    """``log(a / b)`` per pair; pairs where either side is not a positive number are dropped."""
-    a_values, b_values = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a_values.shape != b_values.shape:
-        raise ValueError(f"paired arrays differ in length: {a_values.size} vs {b_values.size}")
-    keep = np.isfinite(a_values) & np.isfinite(b_values) & (a_values > 0) & (b_values > 0)
-    return np.log(a_values[keep] / b_values[keep])
+def equivalence_p(values, margin: float) -> float:
+    """Two one-sided t tests (TOST) of |mean| >= margin: small p means "alike"."""
+    x = _finite(values)
+    n = x.size
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    mean = float(x.mean())
+    if se == 0.0:
+        return 0.0 if abs(mean) < margin else 1.0
+    lower = sps.t.sf((mean + margin) / se, df=n - 1)  # H0: mean <= -margin
+    upper = sps.t.cdf((mean - margin) / se, df=n - 1)  # H0: mean >= +margin
+    return float(max(lower, upper))
 
 
-def directional_verdict(
-    interval: Interval | None, *, expect_negative: bool, min_pairs: int = MIN_PAIRS
-) -> Verdict:
-    """Supported when the whole interval lies on the claimed side of zero, contradicted when
-    it lies wholly on the other side, inconclusive when it straddles zero."""
-    if interval is None or interval.n < min_pairs:
-        return Verdict.TOO_SMALL
-    if expect_negative:
-        below, above = interval.high < 0, interval.low > 0
-    else:
-        below, above = interval.low > 0, interval.high < 0
-    if below:
-        return Verdict.SUPPORTED
-    if above:
-        return Verdict.CONTRADICTED
-    return Verdict.INCONCLUSIVE
+def beyond_margin_p(values, margin: float) -> float:
+    """One-sided t test that the mean lies beyond ``margin`` on the side it was observed."""
+    x = _finite(values)
+    n = x.size
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    distance = abs(float(x.mean())) - margin
+    if se == 0.0:
+        return 0.0 if distance > 0 else 1.0
+    return float(sps.t.sf(distance / se, df=n - 1))
 
 
-def equivalence_verdict(
-    interval: Interval | None, *, margin: float = math.log(EQUIVALENCE_RATIO),
-    min_pairs: int = MIN_PAIRS,
-) -> Verdict:
-    """For "alike" claims on log ratios: supported when the interval sits inside
-    ``±margin``, contradicted when it lies wholly outside, inconclusive otherwise."""
-    if interval is None or interval.n < min_pairs:
-        return Verdict.TOO_SMALL
-    if -margin < interval.low and interval.high < margin:
-        return Verdict.SUPPORTED
-    if interval.low > margin or interval.high < -margin:
-        return Verdict.CONTRADICTED
-    return Verdict.INCONCLUSIVE
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: controls the family-wise error at any alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def directional_verdict(estimate: Estimate | None, *, expect_negative: bool,
+                        alpha: float = ALPHA) -> Verdict:
+    """On the adjusted p-value: significant in the claimed direction, or the other."""
+    if estimate is None or estimate.n < MIN_CONFIGS:
+        return Verdict.NOT_TESTED
+    p = estimate.p_adjusted if estimate.p_adjusted is not None else estimate.p_value
+    if p >= alpha:
+        return Verdict.INCONCLUSIVE
+    return Verdict.SUPPORTED if (estimate.mean < 0) == expect_negative else Verdict.CONTRADICTED
+
+
+def equivalence_verdict(estimate: Estimate | None, *, margin: float = math.log(EQUIVALENCE_RATIO),
+                        alpha: float = ALPHA) -> Verdict:
+    """"Alike": the p-value is TOST's when the mean is inside the margin, else the
+    one-sided test of lying beyond it (see :func:`equivalence_estimate`)."""
+    if estimate is None or estimate.n < MIN_CONFIGS:
+        return Verdict.NOT_TESTED
+    p = estimate.p_adjusted if estimate.p_adjusted is not None else estimate.p_value
+    if p >= alpha:
+        return Verdict.INCONCLUSIVE
+    return Verdict.SUPPORTED if abs(estimate.mean) < margin else Verdict.CONTRADICTED
+
+
+def equivalence_estimate(values, *, margin: float = math.log(EQUIVALENCE_RATIO)) -> Estimate | None:
+    """The t interval of the mean, with the p-value of the one test that could decide:
+    TOST when the mean lies inside ``±margin``, "beyond the margin" otherwise. Each is a
+    level-alpha test of its own null, and which one applies is fixed by the estimate's
+    side, so at most one can reject."""
+    estimate = t_estimate(values)
+    if estimate is None:
+        return None
+    p = (equivalence_p(values, margin) if abs(estimate.mean) < margin
+         else beyond_margin_p(values, margin))
+    return replace(estimate, p_value=p)
 
 
 def combine_verdicts(parts: list[Verdict]) -> Verdict:
-    """A claim made of several comparisons: every part must hold for it to be supported;
-    one contradicted part contradicts it; too-small parts are ignored unless all are."""
-    decided = [v for v in parts if v is not Verdict.TOO_SMALL]
-    if not decided:
-        return Verdict.TOO_SMALL
-    if any(v is Verdict.CONTRADICTED for v in decided):
+    """A claim made of several comparisons (an intersection-union test): supported only
+    when every part is; contradicted when any part is; not tested when any part could
+    not be tested and nothing contradicts; inconclusive otherwise."""
+    if not parts:
+        return Verdict.NOT_TESTED
+    if any(v is Verdict.CONTRADICTED for v in parts):
         return Verdict.CONTRADICTED
-    if all(v is Verdict.SUPPORTED for v in decided):
+    if any(v is Verdict.NOT_TESTED for v in parts):
+        return Verdict.NOT_TESTED
+    if all(v is Verdict.SUPPORTED for v in parts):
         return Verdict.SUPPORTED
     return Verdict.INCONCLUSIVE
 
 
-def least_squares_slope(x: np.ndarray | list[float], y: np.ndarray | list[float]) -> float:
+def least_squares_slope(x, y) -> float:
     """Slope of the least-squares line through (x, y); NaN with fewer than two distinct x."""
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(xs) & np.isfinite(ys)
@@ -134,3 +185,61 @@ def least_squares_slope(x: np.ndarray | list[float], y: np.ndarray | list[float]
         return math.nan
     centred = xs - xs.mean()
     return float((centred * (ys - ys.mean())).sum() / (centred**2).sum())
+
+
+# --- claim 6: one shared test period, so the test day is the unit -----------------------
+
+def newey_west_variance(d: np.ndarray, lags: int) -> float:
+    """Long-run variance of ``d`` with Bartlett weights up to ``lags``."""
+    centred = d - d.mean()
+    n = centred.size
+    variance = float(centred @ centred) / n
+    for k in range(1, lags + 1):
+        variance += 2 * (1 - k / (lags + 1)) * float(centred[k:] @ centred[:-k]) / n
+    return variance
+
+
+def diebold_mariano(model_errors, baseline_errors, *, horizon: int = 1) -> tuple[float, float]:
+    """(statistic, two-sided p) of equal squared-error accuracy; negative: model better.
+
+    Harvey, Leybourne and Newbold (1997): the statistic scaled by
+    sqrt((n + 1 - 2h + h(h-1)/n) / n) and read against t with n - 1 degrees of freedom.
+    The variance is Newey-West with floor(4 (n/100)^(2/9)) lags, not just the h - 1 the
+    textbook DM uses, because squared daily price errors are autocorrelated.
+    """
+    e_model, e_base = np.asarray(model_errors, float), np.asarray(baseline_errors, float)
+    keep = np.isfinite(e_model) & np.isfinite(e_base)
+    d = e_model[keep] ** 2 - e_base[keep] ** 2
+    n = d.size
+    if n < 3:
+        return math.nan, math.nan
+    lags = max(horizon - 1, int(4 * (n / 100) ** (2 / 9)))
+    variance = newey_west_variance(d, lags)
+    if variance <= 0:
+        return math.nan, math.nan
+    statistic = float(d.mean() / math.sqrt(variance / n))
+    statistic *= math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    return statistic, float(2 * sps.t.sf(abs(statistic), df=n - 1))
+
+
+def block_bootstrap_rmse_ratio(
+    model_errors, baseline_errors, *, block: int = BLOCK_DAYS,
+    n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float, int]:
+    """RMSE(model) / RMSE(baseline) over test days with a moving-block bootstrap interval
+    (log scale: mean, low, high) and the number of days."""
+    e_model, e_base = np.asarray(model_errors, float), np.asarray(baseline_errors, float)
+    keep = np.isfinite(e_model) & np.isfinite(e_base)
+    sq_model, sq_base = e_model[keep] ** 2, e_base[keep] ** 2
+    n = sq_model.size
+    point = 0.5 * math.log(sq_model.mean() / sq_base.mean())
+    block = max(1, min(block, n))
+    rng = np.random.default_rng(seed)
+    n_blocks = math.ceil(n / block)
+    starts = rng.integers(0, n - block + 1, size=(n_resamples, n_blocks))
+    picks = (starts[:, :, None] + np.arange(block)).reshape(n_resamples, -1)[:, :n]
+    ratios = 0.5 * np.log(sq_model[picks].mean(axis=1) / sq_base[picks].mean(axis=1))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return point, float(low), float(high), n

@@ -71,11 +71,12 @@ class Column:
 
 
 LEADERBOARD_COLUMNS = (
-    Column("rank", "#", fmt_int, True),
+    Column("rank", "#", fmt_int, True, "rank on mean validation loss (never on test data)"),
     Column("cell", "cell"), Column("depth", "depth", fmt_int, True), Column("norm", "norm"),
     Column("feature_set", "features"),
     Column("n_runs", "runs", fmt_int, True),
-    Column("best_test_loss", "best test loss", fmt_sig, True),
+    Column("val_loss", "val loss", fmt_sig, True, "validation loss at the selected epoch"),
+    Column("best_test_loss", "test loss", fmt_sig, True, "test loss at the epoch chosen on validation"),
     Column("final_test_loss", "final test loss", fmt_sig, True),
     Column("test_rmse_usd", "RMSE", fmt_usd, True),
     Column("baseline_rmse_usd", "persistence RMSE", fmt_usd, True),
@@ -86,17 +87,26 @@ LEADERBOARD_COLUMNS = (
     Column("test_directional_accuracy", "direction hit", fmt_pct, True,
            "share of test days whose up/down move the model called right"),
     Column("baseline_directional_accuracy", "persistence direction", fmt_pct, True,
-           "persistence predicts no change, so it never calls a direction (~0% by construction)"),
+           "persistence predicts no change, so it never calls a direction: 0% by construction, "
+           "not a measurement"),
 )  # fmt: skip
 
+DYNAMICS_NUMBERS = ("early_train_loss", "early_test_loss", "train_loss_at_50", "test_loss_at_50",
+                    "late_train_wobble", "late_test_wobble", "spike_count")
+_DYNAMICS = (
+    Column("early_train_loss", "train loss @E", fmt_sig, True,
+           "train loss after E epochs (E in the method note: 10, or the run length when shorter)"),
+    Column("early_test_loss", "test loss @E", fmt_sig, True, "test loss after E epochs"),
+    Column("train_loss_at_50", "train loss @50", fmt_sig, True),
+    Column("test_loss_at_50", "test loss @50", fmt_sig, True),
+    Column("late_train_wobble", "late train wobble", fmt_sig, True,
+           "std of detrended log train loss over the last min(50, n/2) epochs"),
+    Column("late_test_wobble", "late test wobble", fmt_sig, True,
+           "std of detrended log test loss over the last min(50, n/2) epochs"),
+)  # fmt: skip
 CONFIG_DYNAMICS_COLUMNS = (
     Column("cell", "cell"), Column("depth", "depth", fmt_int, True), Column("norm", "norm"),
-    Column("feature_set", "features"),
-    Column("epochs_to_within_10pct", "epochs to 10% of best", fmt_sig, True),
-    Column("test_auc", "test-loss AUC", fmt_sig, True),
-    Column("early_test_loss", "early test loss", fmt_sig, True),
-    Column("late_test_loss_std", "late test-loss std", fmt_sig, True),
-    Column("spike_count", "spikes", fmt_sig, True),
+    Column("feature_set", "features"), *_DYNAMICS, Column("spike_count", "spikes", fmt_sig, True),
 )  # fmt: skip
 
 RUN_DYNAMICS_COLUMNS = (
@@ -104,44 +114,44 @@ RUN_DYNAMICS_COLUMNS = (
     Column("feature_set", "features"), Column("seed", "seed", fmt_int, True),
     Column("status", "status"),
     Column("epochs_recorded", "epochs", fmt_int, True),
-    Column("min_test_loss", "min test loss", fmt_sig, True),
-    Column("epochs_to_within_10pct", "epochs to 10% of best", fmt_int, True),
-    Column("test_auc", "test-loss AUC", fmt_sig, True),
-    Column("early_test_loss", "early test loss", fmt_sig, True),
-    Column("late_test_loss_std", "late test-loss std", fmt_sig, True),
+    Column("selected_epoch", "selected epoch", fmt_int, True, "chosen on validation loss"),
+    Column("min_test_loss", "min test loss", fmt_sig, True), *_DYNAMICS,
     Column("spike_count", "spikes", fmt_int, True),
 )  # fmt: skip
 
 
-def run_dynamics(convergence: pl.DataFrame, stability: pl.DataFrame) -> pl.DataFrame:
-    """Convergence and stability of each run side by side (both views, one row per run)."""
-    extra = stability.select("run_id", "late_epochs", "late_test_loss_std", "late_test_loss_mean",
-                             "spike_count", "spike_epochs")
-    return convergence.join(extra, on="run_id", how="left").sort([*config_order(), pl.col("seed")])
+def run_dynamics(runs: pl.DataFrame, dynamics: pl.DataFrame, stability: pl.DataFrame) -> pl.DataFrame:
+    """Per run: its factors, the level-free dynamics (seqlab.report.dynamics) and spikes."""
+    spikes = stability.select("run_id", "spike_count", "spike_epochs")
+    return (
+        runs.select("run_id", *CONFIG_KEYS, "seed", "status", pl.col("best_epoch").alias("selected_epoch"))
+        .join(dynamics, on="run_id", how="inner")
+        .join(spikes, on="run_id", how="left")
+        .sort([*config_order(), pl.col("seed")])
+    )
 
 
 def config_dynamics(runs: pl.DataFrame) -> pl.DataFrame:
     """Per config, the mean over its seeds of every run-dynamics number."""
-    numbers = ["epochs_to_within_10pct", "test_auc", "early_test_loss", "late_test_loss_std",
-               "spike_count"]
     return (
         runs.group_by(list(CONFIG_KEYS))
-        .agg(*(pl.col(n).cast(pl.Float64).mean() for n in numbers), seeds=pl.len())
+        .agg(*(pl.col(n).cast(pl.Float64).mean() for n in DYNAMICS_NUMBERS), seeds=pl.len())
         .sort(config_order())
     )
 
 
 def best_per_cell(leaderboard: pl.DataFrame) -> pl.DataFrame:
-    """The best-ranked config (lowest mean test RMSE) of every cell."""
-    ranked = leaderboard.filter(pl.col("test_rmse_usd").is_not_null()).sort(["rank", *CONFIG_KEYS])
+    """The best-ranked config of every cell (ranked on validation loss; unranked without)."""
+    ranked = leaderboard.filter(pl.col("val_loss").is_not_null()).sort(["rank", *CONFIG_KEYS])
     return ranked.group_by("cell", maintain_order=True).first()
 
 
 def best_run_of(runs: pl.DataFrame, config: dict) -> dict | None:
-    """The seed run of ``config`` with the lowest test RMSE (its forecasts get plotted)."""
+    """The seed run of ``config`` with the lowest validation loss (its forecasts get plotted)."""
     match = runs.filter(
-        *(pl.col(k) == config[k] for k in CONFIG_KEYS), pl.col("test_rmse_usd").is_not_null()
-    ).sort(["test_rmse_usd", "seed"])
+        *(pl.col(k) == config[k] for k in CONFIG_KEYS), pl.col("best_val_loss").is_not_null(),
+        pl.col("test_rmse_usd").is_not_null(),
+    ).sort(["best_val_loss", "seed"])
     return match.row(0, named=True) if match.height else None
 
 
