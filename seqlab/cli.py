@@ -161,7 +161,8 @@ def train(
     """Train one config on the stored prices, without Prefect (quick experiments)."""
     from seqlab.engine import TrainConfig, tune_malloc
     from seqlab.engine.graphed import train_on_device
-    from seqlab.warehouse import WarehouseError, latest_gate, load_prices
+    from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.gate import GateClosed, require_validated
 
     settings = Settings.from_env(warehouse, out)
     if data:
@@ -171,14 +172,9 @@ def train(
             cell=cell, depth=depth, norm=norm, feature_set=features, seed=seed, epochs=epochs,
             lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, device=device,
         )
-        prices = load_prices(settings.warehouse, symbol)
-    except (ValueError, WarehouseError) as exc:
+        prices = require_validated(settings.warehouse, symbol).prices  # the same gate as run
+    except (ValueError, WarehouseError, GateClosed) as exc:
         _fail(str(exc))
-    if prices.is_empty():
-        _fail(f"no prices for {symbol} in {settings.warehouse}; run `seqlab ingest` first")
-    gate = latest_gate(settings.warehouse, symbol)
-    if not gate.passed:
-        typer.echo(f"warning: dataset gate not passed for {symbol}: {gate.reason}", err=True)
     tune_malloc()
     on_epoch = None if as_json else _epoch_printer(epochs)
     try:
@@ -388,7 +384,8 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from seqlab.flows.pipeline import pipeline
     from seqlab.grid import GridError
-    from seqlab.tasks.grid import GateClosed
+    from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.gate import GateClosed
 
     settings = Settings.from_env(warehouse, out)
     params = dict(
@@ -401,7 +398,7 @@ def run(
     try:
         with _progress_bar():
             result = pipeline(**params)
-    except (GridError, GateClosed) as exc:
+    except (GridError, GateClosed, WarehouseError) as exc:
         _fail(str(exc))
     grid, built = result["grid"], result["report"]
     typer.echo(

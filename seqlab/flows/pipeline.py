@@ -42,12 +42,16 @@ def pipeline(
     symbol = symbol or "ETH"
     ingested = ingest_prices(data, symbol=symbol, warehouse=str(settings.warehouse),
                              output_dir=str(settings.output_dir))
-    grid = train_grid(
+    grid_run = train_grid(
         preset=preset, cells=cells, depths=depths, norms=norms, feature_sets=feature_sets,
         seeds=seeds, epochs=epochs, lookback=lookback, hidden=hidden, batch_size=batch_size,
         lr=lr, dispatch=dispatch, force=force, warehouse=str(settings.warehouse), symbol=symbol,
         output_dir=str(settings.output_dir), pack_size=pack_size, pack_mode=pack_mode,
+        return_state=True,
     )
+    if grid_run.is_failed():  # e.g. the gate refused: passed on as is, with no second traceback
+        return grid_run
+    grid = grid_run.result()
     report = build_grid_report(grid["grid_id"], warehouse=str(settings.warehouse),
                                output_dir=str(settings.output_dir))
     return {"ingest": ingested, "grid": grid, "report": report}
@@ -74,9 +78,12 @@ def retrain(
         get_run_logger().info("%s unchanged (data_version %s): nothing to retrain", symbol,
                               (after or "none")[:12])
         return {"changed": False, "data_version": after}
-    grid = train_grid(preset=preset, epochs=epochs, dispatch=dispatch, force=force,
-                      warehouse=str(settings.warehouse), symbol=symbol,
-                      output_dir=str(settings.output_dir))
+    grid_run = train_grid(preset=preset, epochs=epochs, dispatch=dispatch, force=force,
+                          warehouse=str(settings.warehouse), symbol=symbol,
+                          output_dir=str(settings.output_dir), return_state=True)
+    if grid_run.is_failed():
+        return grid_run
+    grid = grid_run.result()
     report = build_grid_report(grid["grid_id"], warehouse=str(settings.warehouse),
                                output_dir=str(settings.output_dir))
     return {"changed": True, "data_version": after, "grid": grid, "report": report}

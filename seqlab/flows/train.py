@@ -10,6 +10,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from seqlab.config import Settings
@@ -18,6 +19,7 @@ from seqlab.packs import check_pack_mode
 from seqlab.progress import GridProgress, notify
 from seqlab.runs import RunOutcome, RunRequest, code_version, describe, plan_requests
 from seqlab.tasks.grid import (
+    GateClosed,
     close_grid,
     dispatch_shards,
     ensure_gpu_limits,
@@ -79,7 +81,13 @@ def train_grid(
 
         ingest_prices(data, symbol=symbol, warehouse=str(settings.warehouse),
                       output_dir=str(settings.output_dir))
-    gate = require_gate(settings.warehouse, symbol)
+    # Checked inline, not as a task: a refusal is an answer, and a failing task would have
+    # Prefect log its traceback once per enclosing run (task, train-grid, pipeline). Returned
+    # as a Failed state, calling this flow still raises the GateClosed.
+    try:
+        gate = require_gate.fn(settings.warehouse, symbol)
+    except GateClosed as refusal:
+        return Failed(message=str(refusal), data=refusal)
     check_spec_fits_data(spec, gate["rows"])
     prices_path = snapshot_prices(
         settings.warehouse, symbol, gate["data_version"], settings.output_dir / "snapshots"

@@ -17,30 +17,18 @@ from seqlab.grid import GridSpec, split_shards
 from seqlab.packs import calibration_path, load_calibration, plan_request_packs, resolve_pack_size
 from seqlab.runs import RunOutcome, RunRequest, outcome_frames, write_frames
 from seqlab.sample import write_sample_csv
-from seqlab.warehouse import current_data_version, latest_gate, query
+from seqlab.warehouse import current_data_version
+from seqlab.warehouse.gate import GateClosed as GateClosed  # raised by require_gate
+from seqlab.warehouse.gate import require_validated
 from seqlab.warehouse.runs import completed_run_ids, finish_grid, link_runs, start_grid
-
-
-class GateClosed(RuntimeError):
-    """Training refused: the latest dataset validation of the data failed (or never ran)."""
 
 
 @task(name="require-gate", cache_policy=NO_CACHE)
 def require_gate(warehouse: Path, symbol: str) -> dict:
-    """The current data_version and row count, or GateClosed saying why training may not run."""
-    gate = latest_gate(warehouse, symbol)
-    if not gate.passed:
-        failed = f" (failed: {', '.join(gate.failed)})" if gate.failed else ""
-        raise GateClosed(
-            f"refusing to train on {symbol} in {warehouse}: {gate.reason}{failed}. "
-            "Fix the data and ingest it again; the gate is re-checked on every ingest."
-        )
-    rows = query(warehouse, f"SELECT rows FROM datasets WHERE symbol = '{_sql_text(symbol)}'")
-    return {"data_version": gate.data_version, "rows": int(rows["rows"][0])}
-
-
-def _sql_text(value: str) -> str:
-    return value.replace("'", "''")
+    """The validated data_version and row count, or GateClosed saying why training may not run
+    (the same gate as every trainer: seqlab.warehouse.gate.require_validated)."""
+    validated = require_validated(warehouse, symbol)
+    return {"data_version": validated.data_version, "rows": validated.prices.height}
 
 
 @task(name="open-grid", cache_policy=NO_CACHE)

@@ -20,17 +20,24 @@ from seqlab.runs import (
     read_frames,
 )
 from seqlab.warehouse import load_prices
+from seqlab.warehouse.gate import check_unchanged
 from seqlab.warehouse.runs import store_run_results
 
 
 @task(name="snapshot-prices", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
 def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Path) -> str:
-    """The symbol's prices as a Parquet file named by data_version, so workers need no warehouse."""
+    """The symbol's prices as a Parquet file named by data_version, so workers need no warehouse.
+
+    The prices are the ones the gate passed at ``data_version``: an ingest in between makes
+    this GateClosed, not a snapshot of unvalidated data under a validated name.
+    """
     target = Path(folder) / f"prices-{symbol}-{data_version[:16]}.parquet"
     if not target.exists():
+        prices = load_prices(warehouse, symbol)
+        check_unchanged(prices, data_version, symbol)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".parquet.tmp")
-        load_prices(warehouse, symbol).write_parquet(tmp)
+        prices.write_parquet(tmp)
         tmp.replace(target)
     return str(target)
 

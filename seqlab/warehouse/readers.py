@@ -41,18 +41,26 @@ def load_prices(
 
     ``start`` and ``end`` are inclusive; either may be left open.
     """
-    columns = ", ".join(CANONICAL_COLUMNS)
     with connect(path, read_only=True, timeout_s=timeout_s) as con:
-        frame = con.sql(
-            f"""
-            SELECT {columns} FROM prices
-            WHERE symbol = $symbol
-              AND ($start IS NULL OR date >= $start)
-              AND ($end IS NULL OR date <= $end)
-            ORDER BY date
-            """,
-            params={"symbol": symbol, "start": start, "end": end},
-        ).pl()
+        return read_prices(con, symbol, start=start, end=end)
+
+
+def read_prices(
+    con: duckdb.DuckDBPyConnection, symbol: str, *, start: date | None = None,
+    end: date | None = None,
+) -> pl.DataFrame:
+    """``load_prices`` on a connection the caller already holds."""
+    columns = ", ".join(CANONICAL_COLUMNS)
+    frame = con.sql(
+        f"""
+        SELECT {columns} FROM prices
+        WHERE symbol = $symbol
+          AND ($start IS NULL OR date >= $start)
+          AND ($end IS NULL OR date <= $end)
+        ORDER BY date
+        """,
+        params={"symbol": symbol, "start": start, "end": end},
+    ).pl()
     return frame.cast(CANONICAL_SCHEMA)
 
 

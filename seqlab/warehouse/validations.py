@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from seqlab.warehouse.clock import utc_now
@@ -116,6 +117,8 @@ def latest_gate(path: Path, symbol: str, *, timeout_s: float = 10.0) -> GateStat
 
     No warehouse file, no stored data, no validation of the current version, or a run
     without critical expectations all give ``passed=False`` with the reason spelled out.
+    Trainers go through ``seqlab.warehouse.gate.require_validated``, which also checks
+    that the stored prices still hash to that data_version.
     """
     if not Path(path).exists():
         return GateStatus(False, None, [], None, f"warehouse {path} does not exist yet")
@@ -125,25 +128,29 @@ def latest_gate(path: Path, symbol: str, *, timeout_s: float = 10.0) -> GateStat
         ).fetchall()
         if not versions:
             return GateStatus(False, None, [], None, f"no data stored for {symbol} in {path}")
-        version = versions[0][0]
-        latest = con.execute(
-            """
-            SELECT validation_id, validated_at FROM validations
-            WHERE symbol = ? AND data_version = ?
-            ORDER BY validated_at DESC, validation_id DESC LIMIT 1
-            """,
-            [symbol, version],
-        ).fetchall()
-        if not latest:
-            return GateStatus(
-                False, version, [], None,
-                f"{symbol} data_version {version[:12]} has not been validated yet",
-            )  # fmt: skip
-        validation_id, validated_at = latest[0]
-        outcomes = con.execute(
-            "SELECT expectation, severity, success FROM validations WHERE validation_id = ?",
-            [validation_id],
-        ).fetchall()
+        return gate_of_version(con, symbol, versions[0][0])
+
+
+def gate_of_version(con: duckdb.DuckDBPyConnection, symbol: str, version: str) -> GateStatus:
+    """The gate as the latest validation of ``symbol`` at exactly ``version`` decides it."""
+    latest = con.execute(
+        """
+        SELECT validation_id, validated_at FROM validations
+        WHERE symbol = ? AND data_version = ?
+        ORDER BY validated_at DESC, validation_id DESC LIMIT 1
+        """,
+        [symbol, version],
+    ).fetchall()
+    if not latest:
+        return GateStatus(
+            False, version, [], None,
+            f"{symbol} data_version {version[:12]} has not been validated yet",
+        )  # fmt: skip
+    validation_id, validated_at = latest[0]
+    outcomes = con.execute(
+        "SELECT expectation, severity, success FROM validations WHERE validation_id = ?",
+        [validation_id],
+    ).fetchall()
     critical = [(name, ok) for name, severity, ok in outcomes if severity == CRITICAL]
     failed = [name for name, ok in critical if not ok]
     warnings = [name for name, severity, ok in outcomes if severity != CRITICAL and not ok]
