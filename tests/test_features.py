@@ -37,8 +37,14 @@ def test_all_set_takes_every_complete_price_column(coincodex_prices):
 
 
 def test_unknown_feature_set_lists_allowed(coincodex_prices):
-    with pytest.raises(ValueError, match=r"unknown feature set 'ohlc'.*all, close"):
-        select_feature_columns(coincodex_prices, "ohlc")
+    with pytest.raises(ValueError, match=r"unknown feature set 'hlc'.*all, close, ohlc"):
+        select_feature_columns(coincodex_prices, "hlc")
+
+
+def test_ohlc_is_the_four_prices_and_refuses_a_source_without_them(coincodex_prices):
+    assert select_feature_columns(coincodex_prices, "ohlc") == ["open", "high", "low", "close"]
+    with pytest.raises(ValueError, match=r"feature set 'ohlc' needs complete columns.*open"):
+        select_feature_columns(coincodex_prices.drop("open"), "ohlc")
 
 
 def test_window_counts_and_contents(coincodex_prices):

@@ -43,10 +43,18 @@ def select_all_prices(prices: pl.DataFrame) -> list[str]:
     return [name for name in PRICE_COLUMNS if _has_values(prices, name)]
 
 
+def select_ohlc(prices: pl.DataFrame) -> list[str]:
+    """Open, high, low and close: all prices, no volume or market cap. Beside ``all`` it shows
+    whether volume and market cap are what makes the wider set lose. A source without the
+    four is refused (not quietly narrowed), so an ``ohlc`` run always saw all four."""
+    return ["open", "high", "low", TARGET_COLUMN]
+
+
 FEATURE_SETS: Mapping[str, FeatureSelector] = MappingProxyType(
     {
         "close": select_close,
         "all": select_all_prices,
+        "ohlc": select_ohlc,
     }
 )
 
