@@ -424,8 +424,8 @@ def _claim_note(number: int, comparisons: list[Comparison], inputs: ClaimInputs)
     if number == 3:
         return f"alike = within x{EQUIVALENCE_RATIO:g} either way"
     if number == 5:
-        return (f"shared threshold = {THRESHOLD_SLACK:g} x the highest minimum loss among a "
-                f"config pair's runs; wobble over the last min({LATE_EPOCHS}, n/2) epochs")
+        return (f"shared threshold = {THRESHOLD_SLACK:g} x the highest smoothed minimum loss "
+                f"among a config pair's runs; wobble over the last min({LATE_EPOCHS}, n/2) epochs")
     if number == 6:
         scored = m.filter(pl.col("test_rmse_usd").is_not_null())
         beating = int((scored["test_rmse_usd"] < scored["baseline_rmse_usd"]).sum())
