@@ -35,6 +35,7 @@ class DataSummary:
     first_date: str | None
     last_date: str | None
     train: Period | None
+    val: Period | None
     test: Period | None
     lookback: int | None
     feature_columns: dict[str, list[str]]
@@ -62,11 +63,12 @@ def summarize_data(grid: dict, frames: dict[str, pl.DataFrame]) -> DataSummary:
         rules[rule] = rules.get(rule, 0) + int(rows)
     notes: list[str] = []
     fingerprints = [json.loads(f) for f in frames["features"]["fingerprint"].to_list()]
-    train = test = None
+    train = val = test = None
     rows = first = last = lookback = None
     split = fingerprints[0].get("split", {}) if fingerprints else {}
     if "train" in split and "test" in split:
         train, test = Period(**split["train"]), Period(**split["test"])
+        val = Period(**split["val"]) if split.get("val", {}).get("rows") else None
         rows = train.rows + split.get("val", {}).get("rows", 0) + test.rows
         first, last = train.first, test.last
     if fingerprints:
@@ -89,7 +91,7 @@ def summarize_data(grid: dict, frames: dict[str, pl.DataFrame]) -> DataSummary:
     return DataSummary(
         symbol=symbol, synthetic=symbol.upper().endswith(SYNTHETIC_SUFFIX), data_version=version,
         sources=sources, quarantine_rules=dict(sorted(rules.items())), rows=rows,
-        first_date=first, last_date=last, train=train, test=test, lookback=lookback,
+        first_date=first, last_date=last, train=train, val=val, test=test, lookback=lookback,
         feature_columns={fp["feature_set"]: fp["features"] for fp in fingerprints
                          if "feature_set" in fp and "features" in fp},
         gate_passed=gate_passed, gate=gate, notes=notes,

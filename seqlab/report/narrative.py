@@ -82,6 +82,11 @@ def data_facts(data: DataSummary) -> list[tuple[str, str]]:
     ]
     if data.train is not None and data.test is not None:
         facts.append(("train period", f"{data.train.first} to {data.train.last} ({data.train.rows:,} days)"))
+        if data.val is not None:
+            facts.append(("validation period", f"{data.val.first} to {data.val.last} "
+                          f"({data.val.rows:,} days): picks each run's epoch"))
+        else:
+            facts.append(("validation period", "none: each run keeps its last epoch"))
         facts.append(("test period", f"{data.test.first} to {data.test.last} ({data.test.rows:,} days)"))
     if data.lookback is not None:
         facts.append(("lookback", f"{data.lookback} days, predicting the next day's close"))
