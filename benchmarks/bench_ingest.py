@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import resource
 import subprocess
@@ -71,9 +72,14 @@ def split_rows(rows: int, file_rows: int) -> list[int]:
 
 
 def generate_candles(rows: int, seed: int) -> pl.DataFrame:
-    """Daily candles from 0001-01-01: a log-normal random walk with consistent OHLC."""
+    """Daily candles from 0001-01-01: a log-normal random walk with consistent OHLC.
+
+    The walk reflects between 1 and 100,000 USD: a free walk leaves ingest's price limit
+    (1e9 USD) after a few million days, and those rows would be quarantined, not timed.
+    """
     rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, rows)))
+    walk, span = np.cumsum(rng.normal(0.0, 0.02, rows)) + math.log(100.0), math.log(1e5)
+    close = np.exp(span - np.abs(np.mod(walk, 2 * span) - span))  # triangle-wave reflection
     open_ = np.concatenate([[100.0], close[:-1]]) * np.exp(rng.normal(0.0, 0.002, rows))
     high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.01, rows)))
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.01, rows)))
