@@ -87,6 +87,8 @@ def test_equal_relative_noise_at_a_higher_loss_is_not_more_fluctuation() -> None
         assert late.verdict is not Verdict.SUPPORTED
         assert late.ratio.low < 1 < late.ratio.high
         assert late.ratio.mean == pytest.approx(1.0, abs=0.15)
+    calm = comparison(found[5], "layer vs batch: late test")  # claim 5's side of the same
+    assert calm.verdict is not Verdict.SUPPORTED and calm.ratio.low < 1 < calm.ratio.high
     runs, epochs, _ = frames
     tails = epochs.join(runs.select("run_id", "norm"), on="run_id").filter(pl.col("epoch") > 40)
     raw = tails.group_by("run_id", "norm").agg(pl.col("test_loss").std()).group_by("norm").agg(
