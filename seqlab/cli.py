@@ -382,6 +382,7 @@ def run(
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # A busy 2-core machine can take longer than Prefect's default to start its local server.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from seqlab.flows.ephemeral import start_watched_server
     from seqlab.flows.pipeline import pipeline
     from seqlab.grid import GridError
     from seqlab.warehouse import WarehouseError
@@ -395,6 +396,7 @@ def run(
         force=force, symbol=symbol, warehouse=str(settings.warehouse),
         output_dir=str(settings.output_dir),
     )
+    start_watched_server()  # ends with this process, even on SIGKILL (seqlab.flows.ephemeral)
     try:
         with _progress_bar():
             result = pipeline(**params)

@@ -38,11 +38,14 @@ def open_grid(
 ) -> str:
     code = requests[0].code_version if requests else ""
     grid_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{spec.key()[:8]}"
-    start_grid(
+    abandoned = start_grid(
         warehouse, grid_id=grid_id, symbol=symbol, preset=preset, spec=spec.to_dict(),
         spec_key=spec.key(), data_version=data_version, code_version=code, dispatch=dispatch,
         n_configs=len(requests),
     )
+    for earlier in abandoned:
+        get_run_logger().warning("grid %s was left running by a process that is gone: "
+                                 "marked interrupted (its stored runs are reused)", earlier)
     return grid_id
 
 

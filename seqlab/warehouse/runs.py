@@ -15,6 +15,7 @@ import polars as pl
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.connection import connect
 from seqlab.warehouse.errors import WarehouseStoreError
+from seqlab.warehouse.grid_owners import interrupt_abandoned_grids, owner_message
 
 _RESULT_TABLES = ("runs", "epoch_metrics", "predictions")
 
@@ -22,18 +23,22 @@ _RESULT_TABLES = ("runs", "epoch_metrics", "predictions")
 def start_grid(
     path: Path, *, grid_id: str, symbol: str, preset: str | None, spec: dict, spec_key: str,
     data_version: str, code_version: str, dispatch: str, n_configs: int, timeout_s: float = 10.0,
-) -> None:
-    """Record a grid as running (a re-run of the same grid id starts it afresh)."""
+) -> list[str]:
+    """Record a grid as running in this process (a re-run of the same grid id starts it
+    afresh); grids left running by a process that is gone are marked interrupted first.
+    Returns the ids of those."""
     with connect(path, timeout_s=timeout_s) as con:
+        abandoned = interrupt_abandoned_grids(con, found_by=grid_id)
         con.execute(
             """
             INSERT OR REPLACE INTO grids (grid_id, symbol, preset, spec, spec_key, data_version,
-                code_version, dispatch, status, n_configs, started_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
+                code_version, dispatch, status, n_configs, message, started_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)
             """,
             [grid_id, symbol, preset, json.dumps(spec, sort_keys=True), spec_key, data_version,
-             code_version, dispatch, n_configs, utc_now()],
+             code_version, dispatch, n_configs, owner_message(), utc_now()],
         )
+    return abandoned
 
 
 def finish_grid(
