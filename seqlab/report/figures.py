@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 
 import polars as pl
 from matplotlib import dates as mdates
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from seqlab.report.curves import line_values, panel_keys, seed_bands
 from seqlab.report.style import (
@@ -64,6 +66,7 @@ def loss_grid(epochs: pl.DataFrame, loss: str, line: str, caption: str, name: st
                                 color=colour, alpha=0.18, linewidth=0)
                 ax.plot(x, part["mean"].to_numpy(), color=colour, linewidth=1.4, label=value)
             ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
             ax.set_title(panel_title(cell, depth), fontsize=9)
             ax.grid(True, which="major", alpha=0.3)
             if r == len(cells) - 1:
@@ -72,7 +75,9 @@ def loss_grid(epochs: pl.DataFrame, loss: str, line: str, caption: str, name: st
                 ax.set_ylabel(f"{LOSS_TITLES[loss].lower()} (log)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, title=LINE_TITLES.get(line, line), loc="outside right upper")
-    figure.suptitle(caption, fontsize=10)
+    # Wrapped to the panels' width, so a long caption never runs into the legend.
+    panels_inches = figure.get_size_inches()[0] - 1.6  # less the legend column
+    figure.suptitle(textwrap.fill(caption, max(30, int(panels_inches * 9))), fontsize=10)
     return FigurePNG(name, caption, _png(figure))
 
 
@@ -124,7 +129,8 @@ def forecast_figure(forecasts: list[tuple[dict, pl.DataFrame]]) -> FigurePNG | N
         row[1].set_title(f"last {ZOOM_DAYS} days", fontsize=9)
         row[0].set_ylabel("close (USD)")
     axes[0][0].legend(loc="upper left", fontsize=8)
-    caption = "Forecasts on the test period: best config of each cell (its best seed)"
+    caption = ("Forecasts on the test period: best config of each cell on validation loss "
+               "(its seed with the lowest validation loss)")
     figure.suptitle(caption, fontsize=10)
     return FigurePNG("forecasts.png", caption, _png(figure))
 

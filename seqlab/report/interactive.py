@@ -128,7 +128,11 @@ def loss_curves_html(epochs: pl.DataFrame, div_id: str = "fig-loss") -> str:
     ]  # fmt: skip
     figure.update_yaxes(type="log", exponentformat="power", showgrid=True, gridcolor="#eee",
                         dtick=_log_dtick(lows, highs))
-    figure.update_xaxes(showgrid=True, gridcolor="#eee")
+    # Whole epochs only: plotly would otherwise tick a 12-epoch run at 2.5, 7.5, ...
+    figure.update_xaxes(showgrid=True, gridcolor="#eee", tickformat="d", tick0=0,
+                        minor={"showgrid": False})
+    if int(epochs["epoch"].max()) < 20:
+        figure.update_xaxes(dtick=2 if int(epochs["epoch"].max()) > 8 else 1)
     for c in range(len(depths)):
         figure.update_xaxes(title_text="epoch", row=len(cells), col=c + 1)
     for r in range(len(cells)):
