@@ -71,7 +71,10 @@ def open_user_query(
 
         def interrupt() -> None:
             expired.set()
-            con.interrupt()
+            try:
+                con.interrupt()
+            except duckdb.Error:  # the query ended and the connection closed meanwhile
+                pass
 
         def failure(exc: Exception) -> WarehouseError:
             if expired.is_set():
