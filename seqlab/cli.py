@@ -152,6 +152,8 @@ def train(
     hidden: int = 64,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     lr: float = 1e-3,
+    val_fraction: Annotated[float, typer.Option(
+        "--val-fraction", help="Validation tail that picks the epoch (0: keep the last epoch).")] = 0.1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     symbol: str = "ETH",
     warehouse: WarehouseOpt = None,
@@ -171,6 +173,7 @@ def train(
         config = TrainConfig(
             cell=cell, depth=depth, norm=norm, feature_set=features, seed=seed, epochs=epochs,
             lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, device=device,
+            val_fraction=val_fraction,
         )
         prices = require_validated(settings.warehouse, symbol).prices  # the same gate as run
     except (ValueError, WarehouseError, GateClosed) as exc:
@@ -186,7 +189,8 @@ def train(
         typer.echo(json.dumps(result.to_dict(), default=str))
         return
     typer.echo(
-        f"{result.status}: best test loss {result.best_test_loss} at epoch {result.best_epoch}; "
+        f"{result.status}: epoch {result.best_epoch} kept ({_selection(result.selected_on)}), "
+        f"test loss {result.best_test_loss:.4g}; "
         f"test RMSE ${result.test_rmse_usd:,.2f} vs persistence ${result.baseline_rmse_usd:,.2f}; "
         f"checkpoint {result.checkpoint_path}"
         if result.status == "ok"
@@ -194,12 +198,17 @@ def train(
     )
 
 
+def _selection(selected_on: str) -> str:
+    return "lowest validation loss" if selected_on == "validation" else "last epoch, no validation"
+
+
 def _epoch_printer(epochs: int):
     step = max(1, epochs // 10)
 
     def show(record) -> None:
         if record.epoch == 1 or record.epoch % step == 0 or record.epoch == epochs:
-            typer.echo(f"epoch {record.epoch:>5}: train {record.train_loss:.5g}  "
+            val = f"val {record.val_loss:.5g}  " if record.val_loss is not None else ""
+            typer.echo(f"epoch {record.epoch:>5}: train {record.train_loss:.5g}  {val}"
                        f"test {record.test_loss:.5g}  ({record.seconds:.2f}s)")
 
     return show
@@ -363,6 +372,9 @@ def run(
     hidden: int | None = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     lr: float | None = None,
+    val_fraction: Annotated[float | None, typer.Option(
+        "--val-fraction", help="Validation tail that picks each run's epoch (default 0.1; 0: the "
+                               "last epoch).")] = None,
     dispatch: Annotated[str, typer.Option(help="local | pool")] = "local",
     force: Annotated[bool, typer.Option(help="Retrain configs already trained on the same data.")] = False,
     symbol: Annotated[str | None, typer.Option(help="Default ETH, or ETH-SYNTHETIC for the sample.",
@@ -392,8 +404,8 @@ def run(
     params = dict(
         data=data, preset=preset, cells=_list(cells), depths=_list(depths, int),
         norms=_list(norms), feature_sets=_list(features), seeds=_seed_list(seeds), epochs=epochs,
-        lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, dispatch=dispatch,
-        force=force, symbol=symbol, warehouse=str(settings.warehouse),
+        lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+        dispatch=dispatch, force=force, symbol=symbol, warehouse=str(settings.warehouse),
         output_dir=str(settings.output_dir),
     )
     start_watched_server()  # ends with this process, even on SIGKILL (seqlab.flows.ephemeral)

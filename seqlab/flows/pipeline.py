@@ -27,6 +27,7 @@ def pipeline(
     hidden: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    val_fraction: float | None = None,
     dispatch: Literal["local", "pool"] = "local",
     force: bool = False,
     warehouse: str | None = None,
@@ -45,7 +46,8 @@ def pipeline(
     grid_run = train_grid(
         preset=preset, cells=cells, depths=depths, norms=norms, feature_sets=feature_sets,
         seeds=seeds, epochs=epochs, lookback=lookback, hidden=hidden, batch_size=batch_size,
-        lr=lr, dispatch=dispatch, force=force, warehouse=str(settings.warehouse), symbol=symbol,
+        lr=lr, val_fraction=val_fraction, dispatch=dispatch, force=force,
+        warehouse=str(settings.warehouse), symbol=symbol,
         output_dir=str(settings.output_dir), pack_size=pack_size, pack_mode=pack_mode,
         return_state=True,
     )

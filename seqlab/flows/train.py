@@ -47,6 +47,7 @@ def train_grid(
     hidden: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    val_fraction: float | None = None,
     dispatch: Literal["local", "pool"] = "local",
     force: bool = False,
     warehouse: str | None = None,
@@ -74,6 +75,7 @@ def train_grid(
     spec = resolve_spec(preset, GridOverrides(
         cells=cells, depths=depths, norms=norms, feature_sets=feature_sets, seeds=seeds,
         epochs=epochs, lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr,
+        val_fraction=val_fraction,
     ))
     settings = Settings.from_env(warehouse, output_dir)
     if data:
