@@ -182,7 +182,8 @@ def render_html(content: ReportContent, figure_links: list[tuple[str, str]]) -> 
         "curves": ('<p>Mean across seeds, band = min to max; log scale. Drag to zoom, double-click '
                    "to reset, click a legend entry to hide it; buttons switch test/train and "
                    "feature set.</p>" + loss_curves_html(content.epochs)),
-        "leaderboard": ("<p>One row per config, means over its seeds. RMSE ratio = model RMSE / "
+        "leaderboard": ("<p>One row per config, means over its seeds, ranked on validation loss "
+                        "(the test period never picks a winner). RMSE ratio = model RMSE / "
                         "persistence RMSE on the same test days: below 1 beats tomorrow = today."
                         " Persistence predicts no change, so it never calls a direction: its "
                         "direction hit is ~0% by construction; judge the model's against 50%."

@@ -85,7 +85,9 @@ def render_markdown(content: ReportContent, figures: list[FigurePNG], figure_dir
         out.append("- expectations not met: " + ", ".join(failed))
     out += [f"- {note}" for note in data.notes] + ["", "## Loss curves", ""]
     out += [f"![{f.caption}]({figure_dir}/{f.name})\n" for f in figures if "loss" in f.name]
-    out += ["## Leaderboard", "", "Means over seeds; RMSE ratio below 1 beats persistence.", "",
+    out += ["## Leaderboard", "", ("Means over seeds, ranked on validation loss (the test period never picks a winner); "
+             "RMSE ratio below 1 beats persistence. Persistence predicts no change, so its "
+             "direction hit is 0% by construction: judge the model's against 50%."), "",
             md_table(content.leaderboard, LEADERBOARD_COLUMNS), ""]
     if "rmse_ratio.png" in by_name:
         out += [f"![{by_name['rmse_ratio.png'].caption}]({figure_dir}/rmse_ratio.png)", ""]
