@@ -157,7 +157,7 @@ FIXED_EPOCHS = (10, 50, 200)
 LATE_EPOCHS = 50
 MIN_LATE_EPOCHS = 5
 
-_LOSS_POINTS = f"""
+_LOSS_POINTS = """
     SELECT rr.grid_id, rr.run_id, rr.cell, rr.depth, rr.norm, rr.feature_set, rr.seed,
         rr.status, e.epoch, l.loss, l.value,
         count(*) OVER (PARTITION BY rr.grid_id, rr.run_id, l.loss) AS n,

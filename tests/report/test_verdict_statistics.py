@@ -105,13 +105,13 @@ def test_equivalence_at_the_margin_is_rarely_called_alike() -> None:
 
 
 def test_combine_verdicts_intersection_union() -> None:
-    S, C, I, N = (Verdict.SUPPORTED, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE,
-                  Verdict.NOT_TESTED)
-    assert combine_verdicts([S, S]) is S
-    assert combine_verdicts([S, I]) is I
-    assert combine_verdicts([S, C, N]) is C
-    assert combine_verdicts([S, N]) is N  # a missing comparison never lets a claim pass
-    assert combine_verdicts([]) is N
+    yes, no, open_, untested = (Verdict.SUPPORTED, Verdict.CONTRADICTED, Verdict.INCONCLUSIVE,
+                                Verdict.NOT_TESTED)
+    assert combine_verdicts([yes, yes]) is yes
+    assert combine_verdicts([yes, open_]) is open_
+    assert combine_verdicts([yes, no, untested]) is no
+    assert combine_verdicts([yes, untested]) is untested  # a missing comparison never passes
+    assert combine_verdicts([]) is untested
 
 
 def test_least_squares_slope() -> None:
