@@ -45,13 +45,13 @@ from bench_data import load_prices  # noqa: E402
 from bench_train import run_reference_epoch  # noqa: E402
 
 from seqlab.engine import TrainConfig, train_config  # noqa: E402
-from seqlab.engine.batched import plan_batched_packs, train_pack_batched  # noqa: E402
+from seqlab.engine.batched import batchable_key, train_pack_batched  # noqa: E402
 from seqlab.engine.graphed import train_config_graphed  # noqa: E402
 from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack  # noqa: E402
 from seqlab.features import build_features  # noqa: E402
 from seqlab.grid import PRESETS, build_grid  # noqa: E402
+from seqlab.grid.plan import estimate_member_bytes  # noqa: E402
 from seqlab.models import StackedRNN  # noqa: E402
-from seqlab.packs import estimate_member_bytes  # noqa: E402
 
 BATCHED_ARCHS = [("lstm", 1, "none"), ("lstm", 4, "layer")]
 CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},
@@ -275,7 +275,7 @@ def section_batched(args, prices, device) -> dict:
                 print(f"  batched {name} K={size}: FAILED\n{out['archs'][name][size]['error']}", flush=True)
     # The study preset batches only its 3 seeds per (cell, depth, norm, features): K = 3.
     grid = [replace(c, epochs=args.warmup + args.epochs, device=str(device)) for c in build_grid(PRESETS["study"])]
-    groups = plan_batched_packs(grid, 3)
+    groups = plan_packs(grid, 3, key=batchable_key)
     picked = random.Random(0).sample(groups, min(args.batched_groups, len(groups)))
     try:
         total_epochs, total_s, setups = 0.0, 0.0, []
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batched-groups", type=int, default=4,
                         help="study seed-groups (K=3) timed in batched mode")
     parser.add_argument("--calibration", type=Path,
-                        help="write measured pack throughput here (seqlab.packs.calibration_path)")
+                        help="write measured pack throughput here (seqlab.grid.plan.calibration_path)")
     parser.add_argument("--days", type=int, default=None,
                         help="use only the last N days (quick CPU smoke tests)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["correctness", "per_config", "packed", "batched"])

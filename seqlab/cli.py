@@ -396,18 +396,22 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from seqlab.flows.ephemeral import start_watched_server
     from seqlab.flows.pipeline import pipeline
-    from seqlab.grid import GridError
+    from seqlab.grid.spec import GridError, GridParams, resolve_spec
     from seqlab.warehouse import WarehouseError
     from seqlab.warehouse.gate import GateClosed
 
     settings = Settings.from_env(warehouse, out)
-    params = dict(
-        data=data, preset=preset, cells=_list(cells), depths=_list(depths, int),
-        norms=_list(norms), feature_sets=_list(features), seeds=_seed_list(seeds), epochs=epochs,
-        lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
-        dispatch=dispatch, force=force, symbol=symbol, warehouse=str(settings.warehouse),
-        output_dir=str(settings.output_dir),
-    )
+    try:
+        grid = GridParams(
+            preset=preset, cells=_list(cells), depths=_list(depths, int), norms=_list(norms),
+            feature_sets=_list(features), seeds=_seed_list(seeds), epochs=epochs,
+            lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr,
+            val_fraction=val_fraction)
+        resolve_spec(grid)  # refused here, before a server starts
+    except (GridError, ValueError) as exc:
+        _fail(str(exc))
+    params = dict(grid=grid, data=data, dispatch=dispatch, force=force, symbol=symbol,
+                  warehouse=str(settings.warehouse), output_dir=str(settings.output_dir))
     start_watched_server()  # ends with this process, even on SIGKILL (seqlab.flows.ephemeral)
     try:
         with _progress_bar():
@@ -439,7 +443,7 @@ class _progress_bar:
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        from seqlab.progress import progress_listener
+        from seqlab.grid.progress import progress_listener
 
         self.bar = Progress("[progress.description]{task.description}", BarColumn(),
                             MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
@@ -454,7 +458,7 @@ class _progress_bar:
         return self
 
     def __exit__(self, *exc) -> None:
-        from seqlab.progress import progress_listener
+        from seqlab.grid.progress import progress_listener
 
         progress_listener.reset(self.token)
         self.bar.stop()

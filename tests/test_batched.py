@@ -12,10 +12,9 @@ from seqlab.engine import TrainConfig, load_checkpoint, train_config
 from seqlab.engine.batched import (
     BatchedStackedRNN,
     batchable_key,
-    plan_batched_packs,
     train_pack_batched,
 )
-from seqlab.engine.packing import pack_key
+from seqlab.engine.packing import pack_key, plan_packs
 from seqlab.models import StackedRNN
 from seqlab.models.rnn import CELLS, NORMS, ModelConfig
 from tests.test_graphed import CUDA_CASES  # the same cases as the graphed engine's
@@ -173,17 +172,17 @@ def test_members_stop_early_on_their_own(recent_prices, tmp_path):
 
 # --- grouping -----------------------------------------------------------------------------
 
-def test_batchable_key_and_plan_batched_packs():
+def test_batchable_key_groups_batched_packs():
     a = [TrainConfig(cell="gru", seed=s, grad_clip=c) for s, c in ((0, None), (1, 1.0), (2, None))]
     b = [TrainConfig(cell="gru", hidden=32, seed=s) for s in (0, 1)]
     c = [TrainConfig(cell="gru", lookback=60)]
     assert len({batchable_key(x) for x in a}) == 1  # seed and grad_clip may differ
     assert batchable_key(a[0])[: len(pack_key(a[0]))] == pack_key(a[0])
     mixed = [a[0], b[0], c[0], a[1], b[1], a[2]]
-    assert plan_batched_packs(mixed, 2) == [a[:2], a[2:], b, c]
-    assert plan_batched_packs(mixed, 10) == [a, b, c]
+    assert plan_packs(mixed, 2, key=batchable_key) == [a[:2], a[2:], b, c]
+    assert plan_packs(mixed, 10, key=batchable_key) == [a, b, c]
     with pytest.raises(ValueError, match="pack_size must be >= 1"):
-        plan_batched_packs(mixed, 0)
+        plan_packs(mixed, 0, key=batchable_key)
 
 
 @pytest.mark.parametrize(("change", "field"), [

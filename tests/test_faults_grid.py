@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from seqlab.grid.execute import train_request
+from seqlab.grid.requests import RunRequest
+from seqlab.grid.results import outcome_frames, write_frames
 from seqlab.ingest.pipeline import IngestOptions, ingest_source
-from seqlab.runs import RunRequest, outcome_frames, train_request, write_frames
 from seqlab.warehouse import WarehouseError, query
 from tests.conftest import COINCODEX, REPO_ROOT
 
@@ -22,7 +24,7 @@ GRID = dict(cells=["rnn", "gru"], depths=[1, 2], norms=["none", "layer"], featur
 _RUN_GRID = """
 import sys
 from seqlab.flows.train import train_grid
-train_grid(symbol="ETH", warehouse=sys.argv[1], output_dir=sys.argv[2], **{grid})
+train_grid(symbol="ETH", warehouse=sys.argv[1], output_dir=sys.argv[2], grid={grid})
 """
 
 
@@ -65,7 +67,7 @@ def test_grid_killed_mid_run_resumes_without_duplicates(tmp_path, prefect_harnes
         GROUP BY r.run_id, r.n_test""")
     assert (whole["epochs"] == 3).all() and (whole["days"] == whole["n_test"]).all()
 
-    resumed = train_grid(symbol="ETH", warehouse=str(warehouse), output_dir=str(out), **GRID)
+    resumed = train_grid(symbol="ETH", warehouse=str(warehouse), output_dir=str(out), grid=GRID)
     assert resumed["reused"] == len(stored_before)
     assert resumed["trained"] == 8 - len(stored_before) and resumed["failed"] == 0
     counts = query(warehouse, """SELECT (SELECT count(*) FROM runs) runs,
@@ -85,12 +87,12 @@ def test_missing_shard_results_are_recorded_as_failed_runs(tmp_path, coincodex_p
     config = dict(cell="gru", hidden=4, epochs=1, lookback=10)
     from seqlab.engine.config import TrainConfig
 
-    present = RunRequest(run_id="present", config=TrainConfig(**config).to_dict(), **base)
-    lost = RunRequest(run_id="lost", config=TrainConfig(**config, seed=1).to_dict(), **base)
+    present = RunRequest(run_id="present", config=TrainConfig(**config), **base)
+    lost = RunRequest(run_id="lost", config=TrainConfig(**config, seed=1), **base)
     location = tmp_path / "shard-0"
     write_frames(outcome_frames([train_request(present)], "g"), str(location / "present"))
     shard = {"location": str(location), "state": "CRASHED",
-             "requests": [present.__dict__, lost.__dict__]}
+             "requests": [present.to_dict(), lost.to_dict()]}
     failed = store_shard_results.fn(tmp_path / "w.duckdb", "g", shard)
     assert failed == 1
     runs = query(tmp_path / "w.duckdb", "SELECT run_id, status, error FROM runs ORDER BY run_id")
@@ -103,7 +105,7 @@ def test_a_crashing_run_is_an_outcome_not_an_exception(tmp_path, coincodex_price
     coincodex_prices.head(20).write_parquet(prices)  # far too short for lookback 30
     from seqlab.engine.config import TrainConfig
 
-    request = RunRequest(run_id="short", config=TrainConfig(epochs=1).to_dict(), symbol="ETH",
+    request = RunRequest(run_id="short", config=TrainConfig(epochs=1), symbol="ETH",
                          data_version="dv", code_version="c", prices_path=str(prices),
                          checkpoint_dir=str(tmp_path))
     outcome = train_request(request)

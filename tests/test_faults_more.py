@@ -18,8 +18,10 @@ import pytest
 from prefect import flow
 
 from seqlab.engine.config import TrainConfig
+from seqlab.grid.execute import train_request
+from seqlab.grid.requests import RunOutcome, RunRequest, plan_requests
+from seqlab.grid.results import outcome_frames
 from seqlab.ingest.pipeline import IngestOptions, ingest_source
-from seqlab.runs import RunOutcome, RunRequest, outcome_frames, plan_requests, train_request
 from seqlab.warehouse import WarehouseLocked, current_data_version, query
 from seqlab.warehouse.runs import start_grid, store_run_results
 from seqlab.warehouse.sandbox import run_user_query
@@ -50,25 +52,26 @@ _WRITER = """
 import pickle, sys, time
 from dataclasses import replace
 from pathlib import Path
-from seqlab.runs import RunOutcome, outcome_frames
+from seqlab.grid.requests import RunOutcome
+from seqlab.grid.results import outcome_frames
 from seqlab.warehouse.runs import store_run_results
 
 warehouse, grid_id, stop = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[4])
 base = pickle.loads(Path(sys.argv[3]).read_bytes())
 
 def version(number, epochs, days):
-    r = dict(base.result)
-    for key in ("train_loss", "test_loss", "val_loss", "epoch_seconds"):
-        r[key] = r[key][:epochs]
-    r.update(epochs_run=epochs, n_test=days,
-             predictions={k: v[:days] for k, v in base.result["predictions"].items()})
+    b = base.result
+    r = replace(b, train_loss=b.train_loss[:epochs], test_loss=b.test_loss[:epochs],
+                val_loss=b.val_loss[:epochs], epoch_seconds=b.epoch_seconds[:epochs],
+                epochs_run=epochs, n_test=days,
+                predictions={k: v[:days] for k, v in b.predictions.items()})
     request = replace(base.request, run_id=f"run-{number:04d}",
-                      config={**base.request.config, "seed": number})
+                      config=replace(base.request.config, seed=number))
     return RunOutcome(request, r, None, "writer")
 
 i = 0
 while not stop.exists() and i < 2000:
-    shape = (1 + i % 2, base.result["n_test"] - 100 * (i % 2))
+    shape = (1 + i % 2, base.result.n_test - 100 * (i % 2))
     batch = [version(i, *shape)] + ([version(i - 1, *shape)] if i else [])
     store_run_results(warehouse, grid_id, outcome_frames(batch, grid_id).as_dict(), timeout_s=10)
     print(i, flush=True)
@@ -107,11 +110,11 @@ def trained_outcome(tmp_path_factory, coincodex_prices) -> RunOutcome:
     folder = tmp_path_factory.mktemp("outcome")
     prices = folder / "prices.parquet"
     coincodex_prices.write_parquet(prices)
-    request = RunRequest(run_id="base", config=TrainConfig(cell="gru", **TINY_CONFIG).to_dict(),
+    request = RunRequest(run_id="base", config=TrainConfig(cell="gru", **TINY_CONFIG),
                          symbol="ETH", data_version="dv", code_version="c",
                          prices_path=str(prices), checkpoint_dir=str(folder / "ckpt"))
     outcome = train_request(request)
-    assert outcome.error is None and outcome.result["epochs_run"] == 2
+    assert outcome.error is None and outcome.result.epochs_run == 2
     return outcome
 
 
@@ -153,9 +156,9 @@ def _stop(child: subprocess.Popen, stop_file: Path) -> tuple[str, str]:
 
 
 def _open_grid(warehouse: Path, grid_id: str) -> None:
-    from seqlab.grid import resolve_spec
+    from seqlab.grid import GridParams, resolve_spec
 
-    spec = resolve_spec("tiny")
+    spec = resolve_spec(GridParams(preset="tiny"))
     start_grid(warehouse, grid_id=grid_id, symbol="ETH", preset="tiny", spec=spec.to_dict(),
                spec_key=spec.key(), data_version=current_data_version(warehouse, "ETH"),
                code_version="c", dispatch="local", n_configs=0)
@@ -381,7 +384,7 @@ def test_a_run_out_of_memory_fails_alone_and_is_retrained_next_time(
     # (a GPU host would train packs or CUDA graphs, which do not call train_config).
     monkeypatch.setattr(train_flows, "gpu_count", lambda: 0)
     monkeypatch.setattr(engine_train, "train_config", out_of_memory_for_gru_layer)
-    first = train_grid(**OOM_GRID, **where)
+    first = train_grid(grid=OOM_GRID, **where)
     assert (first["trained"], first["failed"], first["status"]) == (3, 1, "completed_with_failures")
     assert attempts == ["gru"]  # a recorded failure is not retried within the grid
     runs = query(warehouse, f"""SELECT cell, norm, status, error, epochs_run,
@@ -396,7 +399,7 @@ def test_a_run_out_of_memory_fails_alone_and_is_retrained_next_time(
         assert other["status"] == "ok" and other["error"] is None and other["epochs"] == 2
 
     monkeypatch.setattr(engine_train, "train_config", real_train_config)
-    again = train_grid(**OOM_GRID, **where)
+    again = train_grid(grid=OOM_GRID, **where)
     assert (again["trained"], again["reused"], again["failed"]) == (1, 3, 0)
     statuses = query(warehouse, "SELECT status, count(*) n FROM runs GROUP BY status")
     assert statuses.rows() == [("ok", 4)]

@@ -27,7 +27,7 @@ def workspace(tmp_path_factory, prefect_harness):
 def first_run(workspace):
     from seqlab.flows.pipeline import pipeline
 
-    return pipeline(data=str(COINCODEX), symbol="ETH", **TINY, **workspace)
+    return pipeline(data=str(COINCODEX), symbol="ETH", grid=TINY, **workspace)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_grid_trains_and_stores_every_config(first_grid, workspace):
     assert predictions.height == 4 and (predictions["n"] > 600).all()
     grid = query(workspace["warehouse"], f"SELECT * FROM grids WHERE grid_id = '{first_grid['grid_id']}'")
     assert grid["status"][0] == "completed" and grid["n_configs"][0] == 4
-    # One CPU worker per core, the cores shared out as torch threads (seqlab.devices).
+    # One CPU worker per core, the cores shared out as torch threads (seqlab.grid.plan).
     threads = query(workspace["warehouse"], "SELECT DISTINCT json_extract(determinism, "
                     f"'$.torch_threads')::INT AS t FROM runs WHERE grid_id = '{first_grid['grid_id']}'")
     cores = os.cpu_count() or 1
@@ -70,12 +70,12 @@ def test_grid_trains_and_stores_every_config(first_grid, workspace):
 def test_same_grid_on_same_data_trains_nothing(first_grid, workspace):
     from seqlab.flows.train import train_grid
 
-    again = train_grid(symbol="ETH", **TINY, **workspace)
+    again = train_grid(symbol="ETH", grid=TINY, **workspace)
     assert (again["trained"], again["reused"]) == (0, 4)
     links = query(workspace["warehouse"],
                   f"SELECT count(*) n FROM grid_runs WHERE grid_id = '{again['grid_id']}' AND reused")
     assert links["n"][0] == 4
-    forced = train_grid(symbol="ETH", **{**TINY, "cells": ["rnn"], "norms": ["none"]},
+    forced = train_grid(symbol="ETH", grid={**TINY, "cells": ["rnn"], "norms": ["none"]},
                         force=True, **workspace)
     assert (forced["trained"], forced["reused"]) == (1, 0)
     assert query(workspace["warehouse"], "SELECT count(*) n FROM runs")["n"][0] == 4  # replaced, not duplicated
@@ -86,13 +86,13 @@ def test_retrain_trains_again_only_when_prices_change(first_grid, workspace, tmp
 
     source = tmp_path / "eth.csv"
     coincodex_prices.write_csv(source)
-    unchanged = retrain(str(source), symbol="ETH", preset="tiny", **workspace)
+    unchanged = retrain(str(source), symbol="ETH", grid={"preset": "tiny"}, **workspace)
     assert unchanged["changed"] is False
     last = coincodex_prices.tail(1)
     next_day = last.with_columns(pl.col("date") + pl.duration(days=1), pl.col("close") * 1.01,
                                  pl.col("high") * 1.02)
     pl.concat([coincodex_prices, next_day]).write_csv(source)
-    changed = retrain(str(source), symbol="ETH", preset="tiny", **workspace)
+    changed = retrain(str(source), symbol="ETH", grid={"preset": "tiny"}, **workspace)
     assert changed["changed"] is True
     assert changed["grid"]["trained"] == 3  # the tiny preset: rnn, lstm, gru on the new data
     versions = query(workspace["warehouse"], "SELECT DISTINCT data_version FROM runs")
@@ -104,9 +104,9 @@ def test_bad_grid_parameters_are_refused_before_anything_runs(workspace):
 
     before = query(workspace["warehouse"], "SELECT count(*) n FROM grids")["n"][0]
     with pytest.raises(GridError, match="allowed: 1, 2"):
-        train_grid(symbol="ETH", depths=[0], **workspace)
+        train_grid(symbol="ETH", grid={"depths": [0]}, **workspace)
     with pytest.raises(GridError, match="lookback 5000 is too long"):
-        train_grid(symbol="ETH", preset="tiny", lookback=5000, **workspace)
+        train_grid(symbol="ETH", grid={"preset": "tiny", "lookback": 5000}, **workspace)
     assert query(workspace["warehouse"], "SELECT count(*) n FROM grids")["n"][0] == before
 
 
@@ -120,7 +120,7 @@ def test_training_refused_when_the_gate_failed(workspace, tmp_path, coincodex_pr
     summaries = ingest_prices(str(broken), symbol="SHORT", **workspace)
     assert summaries[0]["gate_passed"] is False
     with pytest.raises(GateClosed, match="refusing to train on SHORT"):
-        train_grid(symbol="SHORT", preset="tiny", **workspace)
+        train_grid(symbol="SHORT", grid={"preset": "tiny"}, **workspace)
 
 
 def test_packed_grid_stores_every_member_as_its_own_run(first_grid, workspace):
@@ -136,9 +136,9 @@ def test_packed_grid_stores_every_member_as_its_own_run(first_grid, workspace):
                                 "FROM epoch_metrics m JOIN grid_runs g USING (run_id) "
                                 f"WHERE g.grid_id = '{grid_id}' ORDER BY m.run_id, m.epoch")
 
-    alone = train_grid(symbol="ETH", **TINY, force=True, pack_size=1, **workspace)
+    alone = train_grid(symbol="ETH", grid=TINY, force=True, pack_size=1, **workspace)
     before = losses(alone["grid_id"])
-    packed = train_grid(symbol="ETH", **TINY, force=True, pack_size=2, **workspace)
+    packed = train_grid(symbol="ETH", grid=TINY, force=True, pack_size=2, **workspace)
     assert (packed["trained"], packed["failed"]) == (4, 0)
     after = losses(packed["grid_id"])
     assert before.height == 8 and after.equals(before)  # same runs, same losses
@@ -151,4 +151,4 @@ def test_packed_grid_stores_every_member_as_its_own_run(first_grid, workspace):
     from prefect.exceptions import ParameterTypeError
 
     with pytest.raises(ParameterTypeError, match="'streams' or 'batched'"):
-        train_grid(symbol="ETH", **TINY, pack_mode="threads", **workspace)
+        train_grid(symbol="ETH", grid=TINY, pack_mode="threads", **workspace)

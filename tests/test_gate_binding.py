@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seqlab.ingest.pipeline import IngestOptions, ingest_source
-from seqlab.tasks.train import snapshot_prices
+from seqlab.tasks.grid import snapshot_prices
 from seqlab.warehouse import load_prices, load_validations
 from seqlab.warehouse.gate import GateClosed, require_validated
 from tests.conftest import COINCODEX, REAL_DATA
@@ -105,7 +105,7 @@ def test_the_train_grid_flow_refuses_prices_stored_without_a_validation(
     from seqlab.flows.train import train_grid
 
     with pytest.raises(GateClosed, match="without a recorded validation"):
-        train_grid(symbol="ETH", preset="tiny", epochs=1, warehouse=str(unvalidated),
+        train_grid(symbol="ETH", grid={"preset": "tiny", "epochs": 1}, warehouse=str(unvalidated),
                    output_dir=str(tmp_path / "out"))
 
 

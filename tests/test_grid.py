@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from seqlab.grid import (
+from seqlab.grid.spec import (
     PRESETS,
     GridError,
-    GridOverrides,
+    GridParams,
     build_grid,
     check_spec_fits_data,
     resolve_spec,
@@ -28,7 +28,7 @@ def test_study_preset_is_the_reference_study():
 
 
 def test_overrides_replace_only_what_they_name():
-    spec = resolve_spec("quick", GridOverrides(cells=["gru"], depths=[3], epochs=5))
+    spec = resolve_spec(GridParams(preset="quick", cells=["gru"], depths=[3], epochs=5))
     assert spec.cells == ("gru",) and spec.depths == (3,) and spec.epochs == 5
     assert spec.norms == PRESETS["quick"].norms
     assert len(build_grid(spec)) == len(spec.norms) * len(spec.feature_sets) * len(spec.seeds)
@@ -37,30 +37,30 @@ def test_overrides_replace_only_what_they_name():
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (GridOverrides(depths=[0]), "allowed: 1, 2, 3"),
-        (GridOverrides(cells=["tcn"]), "allowed: rnn, lstm, gru"),
-        (GridOverrides(norms=["group"]), "allowed: none, batch, layer"),
-        (GridOverrides(feature_sets=["sentiment"]), "allowed: close, all"),
-        (GridOverrides(epochs=-3), "epochs must be > 0"),
-        (GridOverrides(lookback=0), "lookback must be > 0"),
-        (GridOverrides(seeds=[-1]), "seeds must be non-negative"),
-        (GridOverrides(lr=5.0), "lr must be > 0 and <= 1.0"),
-        (GridOverrides(cells=["gru", "gru"]), "duplicates"),
-        (GridOverrides(cells=[]), "cells is empty"),
+        (GridParams(depths=[0]), "allowed: 1, 2, 3"),
+        (GridParams(cells=["tcn"]), "allowed: rnn, lstm, gru"),
+        (GridParams(norms=["group"]), "allowed: none, batch, layer"),
+        (GridParams(feature_sets=["sentiment"]), "allowed: close, all"),
+        (GridParams(epochs=-3), "epochs must be > 0"),
+        (GridParams(lookback=0), "lookback must be > 0"),
+        (GridParams(seeds=[-1]), "seeds must be non-negative"),
+        (GridParams(lr=5.0), "lr must be > 0 and <= 1.0"),
+        (GridParams(cells=["gru", "gru"]), "duplicates"),
+        (GridParams(cells=[]), "cells is empty"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_allowed_values(overrides, needle):
     with pytest.raises(GridError, match=needle):
-        resolve_spec("quick", overrides)
+        resolve_spec(overrides)
 
 
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(GridError, match="allowed: quick, study, tiny"):
-        resolve_spec("huge")
+        resolve_spec(GridParams(preset="huge"))
 
 
 def test_lookback_longer_than_the_data_is_refused():
-    spec = resolve_spec("tiny", GridOverrides(lookback=400))
+    spec = resolve_spec(GridParams(preset="tiny", lookback=400))
     check_spec_fits_data(spec, 3654)  # fits
     with pytest.raises(GridError, match=r"lookback 400 is too long for 300 days"):
         check_spec_fits_data(spec, 300)

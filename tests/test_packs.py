@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from seqlab.engine.config import TrainConfig
-from seqlab.packs import (
+from seqlab.grid.execute import train_pack_requests, train_request
+from seqlab.grid.plan import (
     calibration_path,
     estimate_member_bytes,
     load_calibration,
     pack_label,
     plan_request_packs,
     resolve_pack_size,
-    train_pack_requests,
 )
-from seqlab.runs import plan_requests, train_request
+from seqlab.grid.requests import plan_requests
 
 SMALL = {"hidden": 4, "epochs": 2, "lookback": 10}
 GIB = 2**30
@@ -43,7 +43,7 @@ def test_packs_group_by_what_lockstep_needs_and_keep_order():
     packs = plan_request_packs(requests, 4)
     assert [len(p) for p in packs] == [4, 2, 4, 2]
     for pack in packs:  # one lookback per pack: same batches per epoch
-        assert len({r.config["lookback"] for r in pack}) == 1
+        assert len({r.config.lookback for r in pack}) == 1
     assert [r.run_id for p in packs for r in p] == [r.run_id for r in requests]
     assert plan_request_packs(requests, 1) == [[r] for r in requests]
     other_prices = requests_for(configs[:2], prices="/tmp/other.parquet")
@@ -114,9 +114,9 @@ def test_pack_outcomes_equal_runs_alone_on_cpu(prices_file):
     for outcome in outcomes:
         alone = train_request(outcome.request, "host")
         assert outcome.error is None and outcome.worker == "host"
-        assert outcome.result["train_loss"] == alone.result["train_loss"]
-        assert outcome.result["test_loss"] == alone.result["test_loss"]
-        assert outcome.result["determinism"]["pack"]["mode"] == "sequential: no CUDA"
+        assert outcome.result.train_loss == alone.result.train_loss
+        assert outcome.result.test_loss == alone.result.test_loss
+        assert outcome.result.determinism["pack"]["mode"] == "sequential: no CUDA"
 
 
 def test_failed_pack_trains_each_member_alone(prices_file, monkeypatch):
@@ -132,8 +132,8 @@ def test_failed_pack_trains_each_member_alone(prices_file, monkeypatch):
     outcomes = train_pack_requests(pack, "host")
     assert [o.error for o in outcomes] == [None, None]
     for outcome in outcomes:
-        assert outcome.result["status"] == "ok" and len(outcome.result["train_loss"]) == 2
-        mode = outcome.result["determinism"]["pack"]["mode"]
+        assert outcome.result.status == "ok" and len(outcome.result.train_loss) == 2
+        mode = outcome.result.determinism["pack"]["mode"]
         assert mode.startswith("alone after the pack of 2 failed: OutOfMemoryError: CUDA out of memory")
 
 
@@ -150,12 +150,12 @@ def test_batched_mode_packs_seeds_of_one_architecture(prices_file):
     configs = [TrainConfig(cell=c, seed=s, device="cpu", **SMALL) for c in ("gru", "lstm") for s in (0, 1, 2)]
     requests = requests_for(configs, str(folder), str(path))
     packs = plan_request_packs(requests, 8, "batched")
-    assert [[r.config["cell"] for r in p] for p in packs] == [["gru"] * 3, ["lstm"] * 3]
+    assert [[r.config.cell for r in p] for p in packs] == [["gru"] * 3, ["lstm"] * 3]
     outcomes = train_pack_requests(packs[0], "host", "batched")
     for outcome in outcomes:
         alone = train_request(outcome.request, "host")
-        assert outcome.result["determinism"]["pack"]["mode"] == "batched"
-        assert outcome.result["test_loss"] == pytest.approx(alone.result["test_loss"], rel=1e-4)
+        assert outcome.result.determinism["pack"]["mode"] == "batched"
+        assert outcome.result.test_loss == pytest.approx(alone.result.test_loss, rel=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -167,11 +167,11 @@ def test_pack_requests_capture_graphs_on_cuda(prices_file, mode):
     outcomes = train_pack_requests(pack, "host", mode)
     for outcome in outcomes:
         alone = train_request(outcome.request, "host")  # the graphed engine on its own
-        assert outcome.result["determinism"]["graph"] == "captured"
-        assert outcome.result["determinism"]["pack"] == {"size": 3, "index": pack.index(outcome.request),
+        assert outcome.result.determinism["graph"] == "captured"
+        assert outcome.result.determinism["pack"] == {"size": 3, "index": pack.index(outcome.request),
                                                          "mode": mode}
-        assert alone.result["determinism"]["graph"] == "captured"
-        assert outcome.result["test_loss"] == pytest.approx(alone.result["test_loss"], rel=1e-4)
+        assert alone.result.determinism["graph"] == "captured"
+        assert outcome.result.test_loss == pytest.approx(alone.result.test_loss, rel=1e-4)
 
 
 def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypatch):
@@ -179,11 +179,13 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
     from prefect import flow, task
     from prefect.client.orchestration import get_client
 
-    import seqlab.flows.train as train_flows
-    from seqlab.devices import gpu_limit_name
-    from seqlab.runs import RunOutcome, read_frames
+    import seqlab.grid.plan as grid_plan
+    import seqlab.tasks.train as train_tasks
+    from seqlab.grid.plan import gpu_limit_name
+    from seqlab.grid.requests import RunOutcome
+    from seqlab.grid.results import read_frames
 
-    monkeypatch.setattr(train_flows, "gpu_count", lambda: 2)
+    monkeypatch.setattr(grid_plan, "gpu_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=0: (80 * GIB, 80 * GIB))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Simulated GPU")
 
@@ -192,11 +194,17 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
         return [RunOutcome(r, None, f"placed {r.device} {gpu_limit} pack {len(pack)}", "host")
                 for r in pack]
 
-    monkeypatch.setattr(train_flows, "train_pack_task", placed)
+    monkeypatch.setattr(train_tasks, "train_pack_task", placed)
     configs = [TrainConfig(cell=c, seed=s, **SMALL) for c in ("rnn", "gru", "lstm") for s in range(4)]
     requests = requests_for(configs, str(tmp_path))
-    grid_here = flow(name="grid-here")(train_flows._train_here)  # as train-grid/train-shard call it
-    failed = grid_here(requests, "g", 1, 0, "streams", results=str(tmp_path / "out"))
+
+    @flow(name="grid-here")
+    def grid_here(requests):  # as train-shard calls it
+        return train_tasks.train_on_host(requests, "g", slots_per_gpu=1, pack_size=0,
+                                         pack_mode="streams", output_dir=tmp_path,
+                                         results=str(tmp_path / "out"))
+
+    failed = grid_here(requests)
     assert failed == 12
     errors = [read_frames(str(tmp_path / "out" / r.run_id)).runs["error"][0] for r in requests]
     # automatic size: 12 configs over 2 GPUs x 1 slot -> packs of 6, one per GPU

@@ -18,7 +18,10 @@ import polars as pl
 import pytest
 import torch
 
-from seqlab.grid import GridOverrides, build_grid, resolve_spec
+from seqlab.grid import GridParams, build_grid, resolve_spec
+from seqlab.grid.execute import train_request
+from seqlab.grid.requests import code_version, plan_requests
+from seqlab.grid.results import outcome_frames
 from seqlab.ingest.pipeline import IngestOptions, ingest_source
 from seqlab.report.build import build_report
 from seqlab.report.content import assemble_content
@@ -28,15 +31,14 @@ from seqlab.report.tables import (
     LEADERBOARD_COLUMNS,
     RUN_DYNAMICS_COLUMNS,
 )
-from seqlab.runs import code_version, outcome_frames, plan_requests, train_request
 from seqlab.warehouse import WarehouseMissing, WarehouseQueryError, current_data_version, query
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.reports import load_report_inputs, load_reports
 from seqlab.warehouse.runs import finish_grid, start_grid, store_run_results
 from tests.conftest import COINCODEX
 
-GRID = GridOverrides(cells=["rnn", "gru"], depths=[1, 2], norms=["none", "layer"],
-                     feature_sets=["close"], seeds=[0, 1], epochs=6, hidden=8, batch_size=256)
+GRID = GridParams(preset="tiny", cells=["rnn", "gru"], depths=[1, 2], norms=["none", "layer"],
+                  feature_sets=["close"], seeds=[0, 1], epochs=6, hidden=8, batch_size=256)
 CONFIG_KEYS = ("cell", "depth", "norm", "feature_set")
 SECTION_IDS = ("summary", "data", "curves", "leaderboard", "dynamics", "forecasts", "claims",
                "reproducibility")
@@ -48,7 +50,7 @@ def train_real_grid(root: Path) -> tuple[Path, str]:
     warehouse = root / "wh.duckdb"
     ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=warehouse,
                                                  docs_dir=root / "docs"))
-    spec = resolve_spec("tiny", GRID)
+    spec = resolve_spec(GRID)
     version = current_data_version(warehouse, "ETH")
     prices = root / "prices.parquet"
     query(warehouse, "SELECT * FROM prices WHERE symbol = 'ETH' ORDER BY date").write_parquet(prices)

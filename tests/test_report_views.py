@@ -12,9 +12,14 @@ import polars as pl
 import pytest
 
 from seqlab.report.dynamics import late_wobble
-from seqlab.runs import EPOCH_COLUMNS, FEATURE_COLUMNS, PREDICTION_COLUMNS, RUN_COLUMNS
 from seqlab.warehouse import WarehouseQueryError, WarehouseStoreError, connect, query
 from seqlab.warehouse.reports import ReportRecord, latest_grid_id, load_reports, record_report
+from seqlab.warehouse.run_tables import (
+    EPOCH_COLUMNS,
+    FEATURE_COLUMNS,
+    PREDICTION_COLUMNS,
+    RUN_COLUMNS,
+)
 from seqlab.warehouse.runs import link_runs, start_grid, store_run_results
 
 # A smooth curve: minimum 0.1, first within 10% (<= 0.11) at epoch 7.

@@ -7,18 +7,11 @@ from dataclasses import replace
 import polars as pl
 import pytest
 
-from seqlab.devices import plan_devices
 from seqlab.engine.config import TrainConfig
-from seqlab.runs import (
-    RunOutcome,
-    code_version,
-    outcome_frames,
-    plan_requests,
-    read_frames,
-    run_id,
-    train_request,
-    write_frames,
-)
+from seqlab.grid.execute import train_request
+from seqlab.grid.plan import plan_devices
+from seqlab.grid.requests import RunOutcome, code_version, plan_requests, run_id
+from seqlab.grid.results import outcome_frames, read_frames, write_frames
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import completed_run_ids, store_run_results
 
@@ -62,9 +55,9 @@ def test_outcome_frames_hold_every_epoch_and_prediction(trained):
     for outcome in outcomes:
         rid = outcome.request.run_id
         n_pred = frames.predictions.filter(pl.col("run_id") == rid).height
-        assert n_pred == outcome.result["n_test"] > 0
+        assert n_pred == outcome.result.n_test > 0
         losses = frames.epoch_metrics.filter(pl.col("run_id") == rid).sort("epoch")
-        assert losses["test_loss"].to_list() == pytest.approx(outcome.result["test_loss"])
+        assert losses["test_loss"].to_list() == pytest.approx(outcome.result.test_loss)
     # Both configs use close prices, lookback 10 and the same split: one shared feature key.
     assert frames.features.height == 1
 
@@ -88,7 +81,7 @@ def test_store_is_idempotent_and_failed_runs_are_retried(trained, tmp_path):
     store_run_results(warehouse, "grid-2", frames)  # e.g. a retried shard
     counts = query(warehouse, "SELECT (SELECT count(*) FROM runs) r, (SELECT count(*) FROM epoch_metrics) e,"
                               " (SELECT count(*) FROM predictions) p, (SELECT count(*) FROM features) f")
-    n_pred = sum(o.result["n_test"] for o in outcomes)
+    n_pred = sum(o.result.n_test for o in outcomes)
     assert counts.row(0) == (3, 4, n_pred, 1)
     done = completed_run_ids(warehouse, [r.run_id for r in requests] + ["broken"])
     assert done == {r.run_id for r in requests}
@@ -114,7 +107,7 @@ def test_devices_round_robin_over_gpus_with_slots():
 ])
 def test_cpu_plans_one_worker_per_core_and_share_the_cores(monkeypatch, cores, n_requests, workers,
                                                            threads):
-    monkeypatch.setattr("seqlab.devices.os.cpu_count", lambda: cores)
+    monkeypatch.setattr("seqlab.grid.plan.os.cpu_count", lambda: cores)
     plan = plan_devices(n_requests, gpu_count=0)
     assert (plan.workers, plan.cpu_threads) == (workers, threads)
     assert plan.workers * plan.cpu_threads <= cores

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from seqlab.engine.config import TrainConfig
+from seqlab.engine.result import TrainResult
 from seqlab.grid import PRESETS
+from seqlab.grid.requests import RunOutcome, plan_requests
+from seqlab.grid.results import outcome_frames
 from seqlab.ingest.pipeline import IngestOptions, ingest_source
-from seqlab.runs import RunOutcome, outcome_frames, plan_requests
-from seqlab.tasks.grid import GateClosed, require_gate, reused_runs
-from seqlab.tasks.train import snapshot_prices
+from seqlab.tasks.grid import GateClosed, require_gate, reused_runs, snapshot_prices
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import start_grid, store_run_results
 from tests.conftest import COINCODEX
@@ -24,8 +25,8 @@ def warehouse(tmp_path_factory):
 
 
 def test_gate_gives_the_current_version_or_refuses(warehouse):
-    gate = require_gate.fn(warehouse, "ETH")
-    assert gate["rows"] == 3654 and len(gate["data_version"]) == 64
+    data_version, rows = require_gate.fn(warehouse, "ETH")
+    assert rows == 3654 and len(data_version) == 64
     with pytest.raises(GateClosed, match="refusing to train on BTC"):
         require_gate.fn(warehouse, "BTC")
 
@@ -33,7 +34,7 @@ def test_gate_gives_the_current_version_or_refuses(warehouse):
 def test_snapshot_is_named_by_data_version_and_matches_the_prices(warehouse, tmp_path):
     import polars as pl
 
-    version = require_gate.fn(warehouse, "ETH")["data_version"]
+    version, _ = require_gate.fn(warehouse, "ETH")
     path = snapshot_prices.fn(warehouse, "ETH", version, tmp_path)
     assert version[:16] in path
     frame = pl.read_parquet(path)
@@ -46,8 +47,13 @@ def test_reuse_splits_finished_runs_from_the_rest(warehouse, tmp_path):
                              prices_path="unused", checkpoint_dir=str(tmp_path))
     start_grid(warehouse, grid_id="g1", symbol="ETH", preset="tiny", spec=PRESETS["tiny"].to_dict(),
                spec_key="k", data_version="dv", code_version="c", dispatch="local", n_configs=2)
-    fake = {"status": "ok", "train_loss": [0.5], "test_loss": [0.4], "epoch_seconds": [0.1],
-            "predictions": {}, "device": "cpu"}
+    fake = TrainResult(
+        run_key="k", config={}, status="ok", diverged_epoch=None, epochs_run=1,
+        stopped_early=False, train_loss=[0.5], test_loss=[0.4], val_loss=[], epoch_seconds=[0.1],
+        final_test_loss=0.4, best_test_loss=0.4, best_epoch=1, selected_on="last_epoch",
+        test_rmse_usd=None, test_mae_usd=None, test_mape_pct=None, test_directional_accuracy=None,
+        baseline_rmse_usd=1.0, baseline_mae_usd=1.0, baseline_mape_pct=1.0,
+        baseline_directional_accuracy=0.5, predictions={})
     store_run_results(warehouse, "g1", outcome_frames([RunOutcome(requests[0], fake)], "g1").as_dict())
     todo, reused = reused_runs.fn(warehouse, "g2", requests, force=False)
     assert reused == [requests[0].run_id] and todo == [requests[1]]

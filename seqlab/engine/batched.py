@@ -50,9 +50,8 @@ from seqlab.engine.result import TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
 from seqlab.engine.train import batch_plan, folds_single_window
 from seqlab.features.windows import build_features
-from seqlab.models.rnn import ModelConfig, StackedRNN
+from seqlab.models.rnn import GATES, ModelConfig, StackedRNN
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks stacked in torch's weight_ih/weight_hh
 BN_MOMENTUM, NORM_EPS = 0.1, 1e-5  # nn.BatchNorm1d / nn.LayerNorm defaults
 # Beyond the pack key, what batched members must share: the architecture (one model), the
 # features (one copy of the windows) and lr/weight decay (one Adam over stacked tensors).
@@ -248,17 +247,6 @@ def batchable_key(config: TrainConfig) -> tuple:
     return pack_key(config) + tuple(getattr(config, name) for name in BATCH_FIELDS)
 
 
-def plan_batched_packs(configs: Sequence[TrainConfig], pack_size: int) -> list[list[TrainConfig]]:
-    """Group configs by :func:`batchable_key` (first-seen order) into packs of at most ``pack_size``."""
-    if pack_size < 1:
-        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
-    groups: dict[tuple, list[TrainConfig]] = {}
-    for config in configs:
-        groups.setdefault(batchable_key(config), []).append(config)
-    return [group[i : i + pack_size] for group in groups.values()
-            for i in range(0, len(group), pack_size)]
-
-
 def batch_mismatch(configs: Sequence[TrainConfig]) -> list[str]:
     """Names of the fields whose differences keep ``configs`` from one batched pack."""
     first = configs[0]
@@ -382,7 +370,7 @@ def train_pack_batched(
     differing = batch_mismatch(configs)
     if differing:
         raise ValueError(f"configs in one batched pack must share {', '.join(differing)}; "
-                         "use plan_batched_packs first")
+                         "use plan_packs(configs, size, key=batchable_key) first")
     started = time.perf_counter()
     device = resolve_device(configs[0].device)
     data = build_features(prices, configs[0].feature_spec())

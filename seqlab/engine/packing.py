@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 import torch
@@ -33,6 +34,7 @@ from seqlab.engine.result import EpochRecord, TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device
 from seqlab.features.windows import build_features
 
+T = TypeVar("T")
 PackEpochCallback = Callable[[int, EpochRecord], None]  # (index in the pack's configs, record)
 # torch.cuda.Stream() hands out streams from a pool of 32 per device; each member captures on
 # its own stream (cuBLAS keys its workspace by stream) and concurrent replays must not share a
@@ -46,13 +48,19 @@ def pack_key(config: TrainConfig) -> tuple:
             config.val_fraction, config.epochs, config.device)
 
 
-def plan_packs(configs: Sequence[TrainConfig], pack_size: int) -> list[list[TrainConfig]]:
-    """Group configs by :func:`pack_key` (first-seen order) into packs of at most ``pack_size``."""
+def plan_packs(items: Sequence[T], pack_size: int, key: Callable[[T], Hashable] = pack_key,
+               ) -> list[list[T]]:
+    """Group items by ``key`` (first-seen order) into packs of at most ``pack_size``.
+
+    The one pack grouping of seqlab: configs by :func:`pack_key` here, by
+    :func:`seqlab.engine.batched.batchable_key` for batched packs, and a grid's run requests
+    by their mode's key plus what they share on disk (``seqlab.grid.plan``).
+    """
     if pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
-    groups: dict[tuple, list[TrainConfig]] = {}
-    for config in configs:
-        groups.setdefault(pack_key(config), []).append(config)
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
     return [group[i : i + pack_size] for group in groups.values()
             for i in range(0, len(group), pack_size)]
 

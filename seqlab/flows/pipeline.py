@@ -10,82 +10,53 @@ from seqlab.config import Settings
 from seqlab.flows.ingest import ingest_prices
 from seqlab.flows.report import build_grid_report
 from seqlab.flows.train import train_grid
+from seqlab.grid.spec import GridParams
 from seqlab.tasks.grid import current_version, write_sample_source
 
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(
-    data: str | None = None,
-    preset: str = "quick",
-    cells: list[str] | None = None,
-    depths: list[int] | None = None,
-    norms: list[str] | None = None,
-    feature_sets: list[str] | None = None,
-    seeds: list[int] | None = None,
-    epochs: int | None = None,
-    lookback: int | None = None,
-    hidden: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    val_fraction: float | None = None,
-    dispatch: Literal["local", "pool"] = "local",
-    force: bool = False,
-    warehouse: str | None = None,
-    symbol: str | None = None,
-    output_dir: str | None = None,
-    pack_size: int = 0,
+    grid: GridParams = GridParams(), data: str | None = None,
+    dispatch: Literal["local", "pool"] = "local", force: bool = False, symbol: str | None = None,
+    warehouse: str | None = None, output_dir: str | None = None, pack_size: int = 0,
     pack_mode: Literal["streams", "batched"] = "streams",
 ) -> dict:
     """The whole job. Without ``data`` it runs on the bundled SYNTHETIC sample (ETH-SYNTHETIC)."""
     settings = Settings.from_env(warehouse, output_dir)
+    paths = {"warehouse": str(settings.warehouse), "output_dir": str(settings.output_dir)}
     if data is None:
         data, symbol = write_sample_source(settings.output_dir / "sample"), symbol or "ETH-SYNTHETIC"
     symbol = symbol or "ETH"
-    ingested = ingest_prices(data, symbol=symbol, warehouse=str(settings.warehouse),
-                             output_dir=str(settings.output_dir))
-    grid_run = train_grid(
-        preset=preset, cells=cells, depths=depths, norms=norms, feature_sets=feature_sets,
-        seeds=seeds, epochs=epochs, lookback=lookback, hidden=hidden, batch_size=batch_size,
-        lr=lr, val_fraction=val_fraction, dispatch=dispatch, force=force,
-        warehouse=str(settings.warehouse), symbol=symbol,
-        output_dir=str(settings.output_dir), pack_size=pack_size, pack_mode=pack_mode,
-        return_state=True,
-    )
+    ingested = ingest_prices(data, symbol=symbol, **paths)
+    grid_run = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol, pack_size=pack_size,
+                          pack_mode=pack_mode, return_state=True, **paths)
     if grid_run.is_failed():  # e.g. the gate refused: passed on as is, with no second traceback
         return grid_run
-    grid = grid_run.result()
-    report = build_grid_report(grid["grid_id"], warehouse=str(settings.warehouse),
-                               output_dir=str(settings.output_dir))
-    return {"ingest": ingested, "grid": grid, "report": report}
+    trained = grid_run.result()
+    report = build_grid_report(trained["grid_id"], **paths)
+    return {"ingest": ingested, "grid": trained, "report": report}
 
 
 @flow(name="retrain", log_prints=True)
 def retrain(
-    source: str,
-    symbol: str = "ETH",
-    preset: str = "quick",
-    epochs: int | None = None,
-    dispatch: Literal["local", "pool"] = "local",
-    force: bool = False,
-    warehouse: str | None = None,
-    output_dir: str | None = None,
+    source: str, symbol: str = "ETH", grid: GridParams = GridParams(),
+    dispatch: Literal["local", "pool"] = "local", force: bool = False,
+    warehouse: str | None = None, output_dir: str | None = None,
 ) -> dict:
     """Scheduled: ingest ``source``; retrain the grid and rebuild the report only if prices changed."""
     settings = Settings.from_env(warehouse, output_dir)
+    paths = {"warehouse": str(settings.warehouse), "output_dir": str(settings.output_dir)}
     before = current_version(settings.warehouse, symbol)
-    ingest_prices(source, symbol=symbol, warehouse=str(settings.warehouse),
-                  output_dir=str(settings.output_dir))
+    ingest_prices(source, symbol=symbol, **paths)
     after = current_version(settings.warehouse, symbol)
     if after == before and not force:
         get_run_logger().info("%s unchanged (data_version %s): nothing to retrain", symbol,
                               (after or "none")[:12])
         return {"changed": False, "data_version": after}
-    grid_run = train_grid(preset=preset, epochs=epochs, dispatch=dispatch, force=force,
-                          warehouse=str(settings.warehouse), symbol=symbol,
-                          output_dir=str(settings.output_dir), return_state=True)
+    grid_run = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol, return_state=True,
+                          **paths)
     if grid_run.is_failed():
         return grid_run
-    grid = grid_run.result()
-    report = build_grid_report(grid["grid_id"], warehouse=str(settings.warehouse),
-                               output_dir=str(settings.output_dir))
-    return {"changed": True, "data_version": after, "grid": grid, "report": report}
+    trained = grid_run.result()
+    report = build_grid_report(trained["grid_id"], **paths)
+    return {"changed": True, "data_version": after, "grid": trained, "report": report}

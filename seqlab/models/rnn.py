@@ -9,6 +9,8 @@ from torch import nn
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 NORMS: tuple[str, ...] = ("none", "batch", "layer")
+# Gate blocks stacked in torch's weight_ih/weight_hh per cell (memory estimates, batched packs).
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,21 @@
-"""Prefect task wrappers for training: one pack of configs per mapped task, results stored by the parent."""
+"""Prefect tasks for training: one pack of configs per mapped task, results delivered by the parent."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-import polars as pl
-from prefect import task
+from prefect import get_run_logger, task, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from seqlab.engine.runtime import tune_malloc, use_cpu_threads
-from seqlab.packs import pack_label, train_pack_requests
-from seqlab.runs import (
-    FRAME_NAMES,
-    RunOutcome,
-    RunRequest,
-    outcome_frames,
-    read_frames,
-)
-from seqlab.warehouse import load_prices
-from seqlab.warehouse.gate import check_unchanged
-from seqlab.warehouse.runs import store_run_results
-
-
-@task(name="snapshot-prices", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
-def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Path) -> str:
-    """The symbol's prices as a Parquet file named by data_version, so workers need no warehouse.
-
-    The prices are the ones the gate passed at ``data_version``: an ingest in between makes
-    this GateClosed, not a snapshot of unvalidated data under a validated name.
-    """
-    target = Path(folder) / f"prices-{symbol}-{data_version[:16]}.parquet"
-    if not target.exists():
-        prices = load_prices(warehouse, symbol)
-        check_unchanged(prices, data_version, symbol)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".parquet.tmp")
-        prices.write_parquet(tmp)
-        tmp.replace(target)
-    return str(target)
+from seqlab.grid import run as steps
+from seqlab.grid.execute import train_placed_pack
+from seqlab.grid.plan import DevicePlan, pack_label
+from seqlab.grid.requests import RunOutcome, RunRequest
+from seqlab.grid.results import outcome_frames, write_frames
 
 
 def _pack_run_name() -> str:
@@ -55,38 +31,71 @@ def _pack_run_name() -> str:
 def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
                     pack_mode: str = "streams", cpu_threads: int = 0) -> list[RunOutcome]:
     """One pack of configs (often a pack of one) on this worker; one outcome per config."""
-    tune_malloc()  # glibc's fault-heavy mode costs CPU epochs 10-25% (seqlab.engine.runtime)
-    worker = socket.gethostname()
     if gpu_limit is None:
-        use_cpu_threads(cpu_threads)  # the device plan's share of the cores per CPU worker
-        return train_pack_requests(pack, worker, pack_mode)
+        return train_placed_pack(pack, pack_mode, cpu_threads)
     with concurrency(gpu_limit, occupy=1):
-        return train_pack_requests(pack, worker, pack_mode)
+        return train_placed_pack(pack, pack_mode)
 
 
 @task(name="store-results", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def store_outcomes(warehouse: Path, grid_id: str, outcomes: list[RunOutcome]) -> int:
     """The single writer: runs, epoch metrics, predictions and feature keys, one transaction."""
-    return store_run_results(warehouse, grid_id, outcome_frames(outcomes, grid_id).as_dict())
+    return steps.store_outcomes(warehouse, grid_id, outcomes)
+
+
+@task(name="deliver-outcome", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+def write_outcome(outcome: RunOutcome, grid_id: str, location: str) -> str:
+    """A shard's finished run as Parquet under ``location/<run_id>`` (written atomically)."""
+    target = f"{location.rstrip('/')}/{outcome.request.run_id}"
+    write_frames(outcome_frames([outcome], grid_id), target)
+    return target
 
 
 @task(name="store-shard-results", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def store_shard_results(warehouse: Path, grid_id: str, shard: dict) -> int:
-    """Load one shard's Parquet results into the warehouse; returns the shard's failed runs.
+    """Load one shard's Parquet results into the warehouse; returns the shard's failed runs."""
+    return steps.store_shard(warehouse, grid_id, shard)
 
-    A run whose results file is missing (the worker died, the flow run crashed or timed
-    out) is stored as a failed run naming the missing file, so the next run of the grid
-    trains it again.
+
+def train_and_deliver(packs: list[list[RunRequest]], plan: DevicePlan, grid_id: str,
+                      pack_mode: str, *, warehouse: str | None = None,
+                      results: str | None = None) -> int:
+    """One mapped train-pack task per pack, as many at once as the device plan has workers;
+    each pack's outcomes are delivered as it finishes.
+
+    Delivered means stored in the warehouse (the grid's own process) or written as Parquet
+    under ``results`` (a shard on a pool worker). A progress artifact and a log line per
+    run follow the grid. Returns the number of failed runs.
     """
-    frames, missing = [], []
-    for request in (RunRequest(**r) for r in shard["requests"]):
-        location = f"{shard['location'].rstrip('/')}/{request.run_id}"
-        try:
-            frames.append(read_frames(location))
-        except FileNotFoundError as exc:
-            missing.append(RunOutcome(request, None, f"{exc} (shard flow run {shard['state']})"))
-    if missing:
-        frames.append(outcome_frames(missing, grid_id))
-    merged = {name: pl.concat([getattr(f, name) for f in frames]) for name in FRAME_NAMES}
-    store_run_results(warehouse, grid_id, merged)
-    return int((merged["runs"]["status"] == "failed").sum())
+    artifact_id = create_progress_artifact(
+        progress=0.0, key="grid-progress", description=f"grid {grid_id}: configs done")
+
+    def deliver(outcomes: list[RunOutcome]) -> None:
+        if warehouse is not None:
+            store_outcomes(Path(warehouse), grid_id, outcomes)
+        else:
+            for outcome in outcomes:
+                write_outcome(outcome, grid_id, results)
+
+    parameters = {"pack": plan.place(packs), "gpu_limit": plan.limit_names(),
+                  "pack_mode": unmapped(pack_mode), "cpu_threads": unmapped(plan.cpu_threads)}
+    # The runner used directly (not the flow's): the plan decides how many packs train at once.
+    with ThreadPoolTaskRunner(max_workers=plan.workers) as runner:
+        futures = runner.map(train_pack_task, parameters)
+        return steps.follow_outcomes(
+            (future.result() for future in as_completed(futures)), sum(len(p) for p in packs),
+            deliver, get_run_logger().info,
+            lambda fraction: update_progress_artifact(artifact_id, progress=100.0 * fraction))
+
+
+def train_on_host(todo: list[RunRequest], grid_id: str, *, slots_per_gpu: int, pack_size: int,
+                  pack_mode: str, output_dir: Path, warehouse: str | None = None,
+                  results: str | None = None) -> int:
+    """Packs planned for this host's devices, trained and delivered; returns the failed runs."""
+    from seqlab.grid.plan import gpu_count
+    from seqlab.tasks.grid import plan_devices_here, plan_packs_here
+
+    gpus = gpu_count()
+    packs = plan_packs_here(todo, pack_size, pack_mode, gpus, slots_per_gpu, output_dir)
+    plan = plan_devices_here(len(packs), gpus, slots_per_gpu)
+    return train_and_deliver(packs, plan, grid_id, pack_mode, warehouse=warehouse, results=results)

@@ -1,4 +1,6 @@
-"""Schema of the training-result tables (migration 2)."""
+"""Schema of the training-result tables: migration 2's DDL and the frames stored into it."""
+
+import polars as pl
 
 RUN_TABLES_SQL = """
 CREATE TABLE grids (
@@ -79,3 +81,44 @@ CREATE TABLE features (
     created_at TIMESTAMP NOT NULL
 );
 """
+
+# --- the result tables as polars schemas ---------------------------------------------------
+# The one column list of each result table: the shard Parquet writer (seqlab.grid.results)
+# builds its frames with it and store_run_results inserts exactly these columns. The DDL
+# above and migration 4 are shipped and never edited; tests/warehouse/test_run_tables.py
+# checks that a migrated warehouse has exactly these columns and types.
+FRAME_NAMES = ("runs", "epoch_metrics", "predictions", "features")
+
+RUN_COLUMNS = {
+    "run_id": pl.String, "grid_id": pl.String, "run_key": pl.String, "symbol": pl.String,
+    "data_version": pl.String, "code_version": pl.String, "cell": pl.String, "depth": pl.Int64,
+    "norm": pl.String, "feature_set": pl.String, "seed": pl.Int64, "epochs": pl.Int64,
+    "lookback": pl.Int64, "hidden": pl.Int64, "batch_size": pl.Int64, "lr": pl.Float64,
+    "config": pl.String, "device": pl.String, "worker": pl.String, "status": pl.String,
+    "error": pl.String, "diverged_epoch": pl.Int64, "epochs_run": pl.Int64,
+    "final_test_loss": pl.Float64, "best_test_loss": pl.Float64, "best_epoch": pl.Int64,
+    "test_rmse_usd": pl.Float64, "test_mae_usd": pl.Float64, "test_mape_pct": pl.Float64,
+    "test_directional_accuracy": pl.Float64, "baseline_rmse_usd": pl.Float64,
+    "baseline_mae_usd": pl.Float64, "baseline_mape_pct": pl.Float64,
+    "baseline_directional_accuracy": pl.Float64, "n_train": pl.Int64, "n_test": pl.Int64,
+    "n_parameters": pl.Int64, "feature_key": pl.String, "determinism": pl.String,
+    "torch_version": pl.String, "seconds": pl.Float64, "checkpoint_path": pl.String,
+    "selected_on": pl.String, "val_fraction": pl.Float64, "best_val_loss": pl.Float64,
+    "n_val": pl.Int64, "feature_columns": pl.String, "train_first": pl.Date,
+    "train_last": pl.Date, "val_first": pl.Date, "val_last": pl.Date, "test_first": pl.Date,
+    "test_last": pl.Date,
+}
+EPOCH_COLUMNS = {
+    "run_id": pl.String, "epoch": pl.Int64, "train_loss": pl.Float64, "test_loss": pl.Float64,
+    "seconds": pl.Float64, "val_loss": pl.Float64,
+}
+PREDICTION_COLUMNS = {
+    "run_id": pl.String, "date": pl.Date, "actual_usd": pl.Float64, "predicted_usd": pl.Float64,
+    "baseline_usd": pl.Float64,
+}
+FEATURE_COLUMNS = {
+    "feature_key": pl.String, "symbol": pl.String, "data_version": pl.String,
+    "feature_set": pl.String, "fingerprint": pl.String, "scaler": pl.String,
+}
+FRAME_SCHEMAS = {"runs": RUN_COLUMNS, "epoch_metrics": EPOCH_COLUMNS,
+                 "predictions": PREDICTION_COLUMNS, "features": FEATURE_COLUMNS}

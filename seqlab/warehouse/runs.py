@@ -16,8 +16,14 @@ from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.connection import connect
 from seqlab.warehouse.errors import WarehouseStoreError
 from seqlab.warehouse.grid_owners import interrupt_abandoned_grids, owner_message
+from seqlab.warehouse.run_tables import FRAME_SCHEMAS
 
 _RESULT_TABLES = ("runs", "epoch_metrics", "predictions")
+
+
+def _insert_columns(table: str) -> list[str]:
+    """The table's frame columns (seqlab.warehouse.run_tables), plus runs' stored_at stamp."""
+    return [*FRAME_SCHEMAS[table], *(["stored_at"] if table == "runs" else [])]
 
 
 def start_grid(
@@ -101,7 +107,7 @@ def store_run_results(
         try:
             for name in _RESULT_TABLES:
                 con.execute(f"DELETE FROM {name} WHERE list_contains(?, run_id)", [run_ids])
-                columns = ", ".join(frames[name].columns)
+                columns = ", ".join(_insert_columns(name))
                 con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM seqlab_new_{name}")
             con.execute(
                 """

@@ -1,11 +1,17 @@
-"""Grid specs: presets and custom grids expanded into training configs, checked before anything runs."""
+"""Grid specs: the one definition of every grid setting, presets, and the configs a grid expands to.
+
+Checked before anything runs: every refusal is a GridError naming the allowed values.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
+from typing import get_type_hints
+
+from pydantic import ConfigDict, create_model
 
 from seqlab.engine.config import TrainConfig
 from seqlab.features.sets import FEATURE_SETS
@@ -59,35 +65,37 @@ PRESETS: dict[str, GridSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class GridOverrides:
-    """Flow/CLI parameters that replace parts of a preset (None keeps the preset's value)."""
-
-    cells: list[str] | None = None
-    depths: list[int] | None = None
-    norms: list[str] | None = None
-    feature_sets: list[str] | None = None
-    seeds: list[int] | None = None
-    epochs: int | None = None
-    lookback: int | None = None
-    hidden: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    val_fraction: float | None = None
+def _override_type(spec_type):
+    """A GridSpec field's type as an optional flow/CLI parameter: tuples arrive as lists."""
+    if getattr(spec_type, "__origin__", None) is tuple:
+        return list[spec_type.__args__[0]] | None
+    return spec_type | None
 
 
-def resolve_spec(preset: str = "quick", overrides: GridOverrides | None = None) -> GridSpec:
-    """The preset with overrides applied, validated."""
-    if preset not in PRESETS:
-        raise GridError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    spec = PRESETS[preset]
-    if overrides is not None:
-        changes = {
-            f.name: tuple(v) if isinstance(v, list) else v
-            for f in fields(GridOverrides)
-            if (v := getattr(overrides, f.name)) is not None
-        }
-        spec = replace(spec, **changes)
+# The flows' and the CLI's one grid parameter: a preset and any GridSpec setting replacing the
+# preset's value (None keeps it). Its fields are generated from GridSpec, so a grid setting is
+# declared once; Prefect renders it as a form and checks the types before a run starts, and
+# resolve_spec checks the values (GridError names the allowed ones).
+GridParams = create_model(
+    "GridParams",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    __doc__="A grid preset and the settings that replace its values (None keeps the preset's).",
+    preset=(str, "quick"),
+    **{name: (_override_type(kind), None) for name, kind in get_type_hints(GridSpec).items()},
+)
+
+
+def resolve_spec(params: GridParams | None = None) -> GridSpec:
+    """The preset with ``params``' settings applied, validated."""
+    params = params if params is not None else GridParams()
+    if params.preset not in PRESETS:
+        raise GridError(f"unknown preset {params.preset!r}; allowed: {', '.join(PRESETS)}")
+    changes = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in params.model_dump(exclude={"preset"}).items()
+        if value is not None
+    }
+    spec = replace(PRESETS[params.preset], **changes)
     validate_spec(spec)
     return spec
 

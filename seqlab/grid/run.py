@@ -1,0 +1,198 @@
+"""A grid, start to finish, as plain functions: the counterpart of ``ingest_source``.
+
+gate -> snapshot -> requests -> open grid -> reuse -> packs on devices -> train -> store ->
+close. The Prefect tasks in ``seqlab/tasks/grid.py`` wrap these same steps one by one and
+the ``train-grid`` flow wires them; :func:`run_grid` calls them in this process without
+Prefect (scripts, tests), with the same devices, packs and threads, so both store the same
+warehouse contents.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from seqlab.config import Settings
+from seqlab.grid.execute import train_placed_pack
+from seqlab.grid.plan import gpu_count, plan_devices, plan_host_packs
+from seqlab.grid.progress import GridProgress, notify
+from seqlab.grid.requests import RunOutcome, RunRequest, code_version, describe, plan_requests
+from seqlab.grid.results import RunFrames, outcome_frames, read_frames
+from seqlab.grid.spec import GridSpec, build_grid, check_spec_fits_data
+from seqlab.warehouse import load_prices
+from seqlab.warehouse.gate import check_unchanged, require_validated
+from seqlab.warehouse.runs import (
+    completed_run_ids,
+    finish_grid,
+    link_runs,
+    start_grid,
+    store_run_results,
+)
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """How a grid ended: what the CLI prints and the flow returns."""
+
+    grid_id: str
+    status: str
+    trained: int
+    reused: int
+    failed: int
+    seconds: float
+    warehouse: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return f"{self.trained} trained, {self.reused} reused, {self.failed} failed"
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+def gate_prices(warehouse: Path, symbol: str) -> tuple[str, int]:
+    """The validated data_version and row count, or GateClosed saying why training may not run
+    (the same gate as every trainer: seqlab.warehouse.gate.require_validated)."""
+    validated = require_validated(warehouse, symbol)
+    return validated.data_version, validated.prices.height
+
+
+def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Path) -> str:
+    """The symbol's prices as a Parquet file named by data_version, so workers need no warehouse.
+
+    The prices are the ones the gate passed at ``data_version``: an ingest in between makes
+    this GateClosed, not a snapshot of unvalidated data under a validated name.
+    """
+    target = Path(folder) / f"prices-{symbol}-{data_version[:16]}.parquet"
+    if not target.exists():
+        prices = load_prices(warehouse, symbol)
+        check_unchanged(prices, data_version, symbol)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".parquet.tmp")
+        prices.write_parquet(tmp)
+        tmp.replace(target)
+    return str(target)
+
+
+def grid_requests(spec: GridSpec, *, symbol: str, data_version: str, prices_path: str,
+                  output_dir: Path) -> list[RunRequest]:
+    """One request per config of the spec, keyed by this code's version."""
+    return plan_requests(
+        build_grid(spec), symbol=symbol, data_version=data_version, code=code_version(),
+        prices_path=prices_path, checkpoint_dir=str(Path(output_dir) / "checkpoints"),
+    )
+
+
+def open_grid(warehouse: Path, spec: GridSpec, preset: str | None, symbol: str,
+              data_version: str, requests: list[RunRequest], dispatch: str) -> tuple[str, list[str]]:
+    """Record the grid as running; returns its id and the grids found abandoned."""
+    code = requests[0].code_version if requests else ""
+    grid_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{spec.key()[:8]}"
+    abandoned = start_grid(
+        warehouse, grid_id=grid_id, symbol=symbol, preset=preset, spec=spec.to_dict(),
+        spec_key=spec.key(), data_version=data_version, code_version=code, dispatch=dispatch,
+        n_configs=len(requests),
+    )
+    return grid_id, abandoned
+
+
+def split_reused(warehouse: Path, grid_id: str, requests: list[RunRequest], *, force: bool,
+                 ) -> tuple[list[RunRequest], list[str]]:
+    """Requests to train, and run_ids already trained on the same data and code (linked)."""
+    done = set() if force else completed_run_ids(warehouse, [r.run_id for r in requests])
+    reused = [r.run_id for r in requests if r.run_id in done]
+    link_runs(warehouse, grid_id, reused, reused=True)
+    return [r for r in requests if r.run_id not in done], reused
+
+
+def store_outcomes(warehouse: Path, grid_id: str, outcomes: list[RunOutcome]) -> int:
+    """The single writer: runs, epoch metrics, predictions and feature keys, one transaction."""
+    return store_run_results(warehouse, grid_id, outcome_frames(outcomes, grid_id).as_dict())
+
+
+def store_shard(warehouse: Path, grid_id: str, shard: dict) -> int:
+    """Load one shard's Parquet results into the warehouse; returns the shard's failed runs.
+
+    A run whose results file is missing (the worker died, the flow run crashed or timed
+    out) is stored as a failed run naming the missing file, so the next run of the grid
+    trains it again.
+    """
+    frames, missing = [], []
+    for request in (RunRequest.from_dict(r) for r in shard["requests"]):
+        location = f"{shard['location'].rstrip('/')}/{request.run_id}"
+        try:
+            frames.append(read_frames(location))
+        except FileNotFoundError as exc:
+            missing.append(RunOutcome(request, None, f"{exc} (shard flow run {shard['state']})"))
+    if missing:
+        frames.append(outcome_frames(missing, grid_id))
+    merged = RunFrames.concat(frames)
+    store_run_results(warehouse, grid_id, merged.as_dict())
+    return int((merged.runs["status"] == "failed").sum())
+
+
+def close_grid(warehouse: Path, grid_id: str, *, trained: int, reused: int, failed: int,
+               seconds: float) -> GridRun:
+    status = "completed" if failed == 0 else "completed_with_failures"
+    run = GridRun(grid_id, status, trained, reused, failed, round(seconds, 2), str(warehouse))
+    finish_grid(warehouse, grid_id, status=status, n_trained=trained, n_reused=reused,
+                n_failed=failed, message=f"{run.summary()} in {seconds:.1f}s")
+    return run
+
+
+def follow_outcomes(packs: Iterable[list[RunOutcome]], total: int,
+                    deliver: Callable[[list[RunOutcome]], None],
+                    log: Callable[[str], None] = print,
+                    on_fraction: Callable[[float], None] | None = None) -> int:
+    """Deliver each finished pack's outcomes, log a line per run; returns the failed runs."""
+    progress = GridProgress(total=total)
+    for outcomes in packs:
+        deliver(outcomes)
+        for outcome in outcomes:
+            progress.advance(failed=outcome.error is not None)
+            line = progress.line(describe(outcome))
+            log(line)
+            notify(progress, line)
+        if on_fraction is not None:
+            on_fraction(progress.fraction)
+    return progress.failed
+
+
+# --- the whole grid, without Prefect ------------------------------------------------------
+
+def run_grid(spec: GridSpec, settings: Settings, *, symbol: str = "ETH", preset: str | None = None,
+             force: bool = False, pack_size: int = 0, pack_mode: str = "streams",
+             slots_per_gpu: int = 2, log: Callable[[str], None] = print) -> GridRun:
+    """Train every config of ``spec`` on the symbol's validated prices in this process.
+
+    The same steps, devices, packs and thread counts as the ``train-grid`` flow's local
+    dispatch; GPU packs run without Prefect's per-GPU concurrency limits (one process).
+    """
+    data_version, rows = gate_prices(settings.warehouse, symbol)
+    check_spec_fits_data(spec, rows)
+    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
+                                  settings.output_dir / "snapshots")
+    requests = grid_requests(spec, symbol=symbol, data_version=data_version,
+                             prices_path=prices_path, output_dir=settings.output_dir)
+    grid_id, _ = open_grid(settings.warehouse, spec, preset, symbol, data_version, requests, "local")
+    todo, reused = split_reused(settings.warehouse, grid_id, requests, force=force)
+    started = time.perf_counter()
+    failed = 0
+    if todo:
+        gpus = gpu_count()
+        packs, _, _ = plan_host_packs(todo, pack_size, pack_mode, gpus=gpus,
+                                      slots_per_gpu=slots_per_gpu, output_dir=settings.output_dir)
+        plan = plan_devices(len(packs), gpu_count=gpus, slots_per_gpu=slots_per_gpu)
+        with ThreadPoolExecutor(max_workers=plan.workers) as pool:
+            futures = [pool.submit(train_placed_pack, pack, pack_mode, plan.cpu_threads)
+                       for pack in plan.place(packs)]
+            failed = follow_outcomes(
+                (f.result() for f in as_completed(futures)), len(todo),
+                lambda outcomes: store_outcomes(settings.warehouse, grid_id, outcomes), log)
+    return close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
+                      failed=failed, seconds=time.perf_counter() - started)
+

@@ -1,0 +1,93 @@
+"""One grid, three ways in: the train-grid flow, plain run_grid and the CLI store the same rows.
+
+Behaviour is compared by value: every column of runs, epoch_metrics and predictions except
+those that name the grid, the host's clock or a path (timings, stored_at, grid_id,
+checkpoint_path). The flow and the CLI run on Prefect; run_grid on no orchestrator at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from seqlab.config import Settings
+from seqlab.grid import GridParams, resolve_spec
+from seqlab.grid.run import run_grid
+from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.warehouse import query
+from tests.conftest import COINCODEX
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {"cells": ["rnn", "gru"], "depths": [1], "norms": ["none", "layer"],
+        "feature_sets": ["close"], "seeds": [0], "epochs": 2, "hidden": 4, "lookback": 10}
+VOLATILE = {"grid_id", "seconds", "stored_at", "checkpoint_path"}
+TABLES = {"runs": "run_id", "epoch_metrics": "run_id, epoch", "predictions": "run_id, date"}
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ingested")
+    warehouse = folder / "w.duckdb"
+    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=warehouse,
+                                                 docs_dir=folder / "docs"))
+    return warehouse
+
+
+def _copy(ingested: Path, folder: Path) -> Settings:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ingested, folder / "w.duckdb")
+    return Settings(folder / "w.duckdb", folder / "out")
+
+
+def _contents(warehouse: Path) -> dict[str, pl.DataFrame]:
+    frames = {}
+    for table, order in TABLES.items():
+        frame = query(warehouse, f"SELECT * FROM {table} ORDER BY {order}")
+        frames[table] = frame.drop([c for c in frame.columns if c in VOLATILE])
+    return frames
+
+
+def _assert_same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None:
+    for table in TABLES:
+        assert a[table].height > 0, table
+        assert a[table].columns == b[table].columns, table
+        assert a[table].equals(b[table]), f"{table} differs"
+
+
+@pytest.fixture(scope="module")
+def plain(ingested, tmp_path_factory) -> dict[str, pl.DataFrame]:
+    settings = _copy(ingested, tmp_path_factory.mktemp("plain"))
+    done = run_grid(resolve_spec(GridParams(**TINY)), settings, symbol="ETH", preset="quick",
+                    log=lambda line: None)
+    assert (done.trained, done.reused, done.failed) == (4, 0, 0)
+    return _contents(settings.warehouse)
+
+
+def test_the_flow_and_run_grid_store_the_same_rows(plain, ingested, tmp_path, prefect_harness):
+    from seqlab.flows.train import train_grid
+
+    settings = _copy(ingested, tmp_path)
+    done = train_grid(grid=TINY, symbol="ETH", warehouse=str(settings.warehouse),
+                      output_dir=str(settings.output_dir))
+    assert (done["trained"], done["failed"]) == (4, 0)
+    _assert_same(plain, _contents(settings.warehouse))
+
+
+def test_the_cli_and_run_grid_store_the_same_rows(plain, ingested, tmp_path):
+    settings = _copy(ingested, tmp_path)
+    script = Path(sys.executable).with_name("seqlab")
+    done = subprocess.run(
+        [str(script), "run", "--data", str(COINCODEX), "--symbol", "ETH", "--cells", "rnn,gru",
+         "--depths", "1", "--norms", "none,layer", "--features", "close", "--seeds", "1",
+         "--epochs", "2", "--hidden", "4", "--lookback", "10",
+         "--warehouse", str(settings.warehouse), "--out", str(settings.output_dir)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _assert_same(plain, _contents(settings.warehouse))
