@@ -26,7 +26,7 @@ CELLS, NORMS, FEATURES = ["rnn", "lstm", "gru"], ["none", "batch", "layer"], ["c
 _CHILD = r"""
 import json, os, resource, sys, time
 from pathlib import Path
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.sample import write_sample_csv
 from seqlab.flows.train import train_grid
 

@@ -18,7 +18,7 @@ above ``--file-rows`` (default 2,500,000) are split into equal files with one sy
 (text in a number, high < low, a blank line), so the quarantine path runs as well.
 
 How it is measured. Each size runs in a fresh subprocess against a fresh warehouse. The
-child calls ``seqlab.ingest.pipeline.ingest_source`` once per file, with its stages
+child calls ``seqlab.runners.ingest.ingest_source`` once per file, with its stages
 (``iter_sources``, ``parse_source``, ``validate_rows``, ``store_parsed``, ``gate_dataset``)
 wrapped to record wall and CPU seconds (CPU = all threads of the process).
 ``seconds``/``rows_per_s`` cover ingest+validate+store (read, parse, validate, store);
@@ -177,7 +177,7 @@ def _reset_peak_rss() -> None:
 def run_child(files: list[str], warehouse: str) -> dict:
     """Ingest ``files`` (one symbol each) through ``ingest_source``, every stage timed."""
     began = time.perf_counter()
-    from seqlab.ingest import pipeline
+    from seqlab.runners import ingest as pipeline
 
     import_s = time.perf_counter() - began
     timings = {stage: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0} for stage in STAGES}

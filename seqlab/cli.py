@@ -71,8 +71,8 @@ def ingest(
     allow_private_urls: PrivateUrlsOpt = False,
 ) -> None:
     """Parse, validate and store a price CSV; bad rows are quarantined with their reason."""
-    from seqlab.ingest.pipeline import IngestOptions, ingest_raw
     from seqlab.ingest.sources import SourceError, read_sources
+    from seqlab.runners.ingest import IngestOptions, ingest_raw
     from seqlab.warehouse import WarehouseError
 
     settings = Settings.from_env(warehouse, out)
@@ -123,16 +123,10 @@ def _ingest_payload(source: str, files: list[dict], errors: list[str]) -> dict:
 
 
 def _print_ingest(summary) -> None:
-    gate = "passed" if summary.gate_passed else f"FAILED ({', '.join(summary.gate_failed)})"
-    typer.echo(
-        f"{summary.source}\n"
-        f"  layout {summary.layout}, sha256 {summary.sha256[:12]}\n"
-        f"  rows read {summary.rows_read}: valid {summary.rows_valid}, "
-        f"quarantined {summary.rows_quarantined} {summary.quarantine_rules or ''}\n"
-        f"  stored: {summary.rows_inserted} inserted, {summary.rows_updated} updated, "
-        f"{summary.rows_unchanged} unchanged; data_version {summary.data_version[:12]}\n"
-        f"  dataset gate {gate}; data docs {summary.docs_path}"
-    )
+    from seqlab.ingest.options import summary_lines
+
+    source, *details = summary_lines(summary)
+    typer.echo("\n  ".join([source, *details]))
 
 
 def _list(text: str | None, cast=str) -> list | None:
@@ -215,8 +209,8 @@ def _epoch_printer(epochs: int):
 
 
 def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
-    from seqlab.ingest.pipeline import IngestOptions, ingest_source
     from seqlab.ingest.sources import SourceError
+    from seqlab.runners.ingest import IngestOptions, ingest_source
 
     try:
         options = IngestOptions.from_settings(settings, symbol)
@@ -236,17 +230,17 @@ def predict(
 ) -> None:
     """Forecast the next day's close from the latest stored prices with a trained model."""
     from seqlab.engine import predict_next
-    from seqlab.warehouse import WarehouseError, load_prices, query
+    from seqlab.warehouse import WarehouseError, load_prices
+    from seqlab.warehouse.runs import load_run_checkpoint
 
     settings = Settings.from_env(warehouse, None)
     path = Path(checkpoint)
     try:
         if not path.exists():
-            found = query(settings.warehouse, "SELECT checkpoint_path, symbol FROM runs WHERE run_id = "
-                          f"'{checkpoint.replace(chr(39), '')}'")
-            if found.is_empty() or found["checkpoint_path"][0] is None:
+            found = load_run_checkpoint(settings.warehouse, checkpoint)
+            if found is None or found[0] is None:
                 _fail(f"no checkpoint file or run_id {checkpoint!r} (in {settings.warehouse})")
-            path, symbol = Path(found["checkpoint_path"][0]), found["symbol"][0]
+            path, symbol = Path(found[0]), found[1]
         prices = load_prices(settings.warehouse, symbol)
         day, close = predict_next(path, prices)
     except (ValueError, FileNotFoundError, WarehouseError) as exc:
@@ -345,7 +339,7 @@ def report(
     out: OutputOpt = None,
 ) -> None:
     """Rebuild the comparison report of a grid from the warehouse alone."""
-    from seqlab.report.build import build_report
+    from seqlab.runners.report import build_report
     from seqlab.warehouse import WarehouseError
 
     settings = Settings.from_env(warehouse, None)

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import query
 from tests.conftest import COINCODEX, REPO_ROOT
 
@@ -112,7 +112,7 @@ def test_pool_dispatch_through_deployments_matches_local(prefect_server, tmp_pat
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def run_grid(warehouse: Path, dispatch: str) -> None:
-        params = {**GRID, "symbol": "ETH", "dispatch": dispatch, "shards": 2,
+        params = {"grid": GRID, "symbol": "ETH", "dispatch": dispatch, "shards": 2,
                   "warehouse": str(warehouse), "output_dir": str(tmp_path / f"out-{dispatch}")}
         _prefect(env, "deployment", "run", "train-grid/train-grid", "--params", json.dumps(params),
                  "--watch", "--watch-interval", "2", "--watch-timeout", "600", timeout=700)

@@ -14,7 +14,7 @@ import pytest
 from seqlab.grid.execute import train_request
 from seqlab.grid.requests import RunRequest
 from seqlab.grid.results import outcome_frames, write_frames
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseError, query
 from tests.conftest import COINCODEX, REPO_ROOT
 

@@ -21,7 +21,7 @@ from seqlab.engine.config import TrainConfig
 from seqlab.grid.execute import train_request
 from seqlab.grid.requests import RunOutcome, RunRequest, plan_requests
 from seqlab.grid.results import outcome_frames
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseLocked, current_data_version, query
 from seqlab.warehouse.runs import start_grid, store_run_results
 from seqlab.warehouse.sandbox import run_user_query
@@ -212,7 +212,7 @@ def test_reads_and_report_builds_during_grid_writes_see_whole_transactions(
     tmp_path, ingested, trained_outcome
 ):
     """DuckDB lets one process hold a file: readers wait for the writer's store to end (bounded)."""
-    from seqlab.report.build import build_report
+    from seqlab.runners.report import build_report
     from seqlab.warehouse.reports import load_reports
 
     warehouse, grid_id = _copy(ingested, tmp_path), "g-concurrent"
@@ -299,8 +299,8 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
 
     import seqlab.tasks.grid as grid_tasks
     from seqlab.flows.train import train_shard
-    from seqlab.tasks.grid import reused_runs, write_outcome
-    from seqlab.tasks.train import store_shard_results
+    from seqlab.tasks.grid import reused_runs
+    from seqlab.tasks.train import store_shard_results, write_outcome
 
     deployment = f"faults-{uuid.uuid4().hex[:8]}"
     train_shard.to_deployment(name=deployment).apply()  # no worker ever picks its runs up
@@ -313,7 +313,7 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
         with get_client(sync_client=True) as client:
             if kwargs["flow_run_name"].endswith("-shard-0"):
                 for request in parameters["requests"]:
-                    delivered = replace(trained_outcome, request=RunRequest(**request), worker="w0")
+                    delivered = replace(trained_outcome, request=RunRequest.from_dict(request), worker="w0")
                     write_outcome.fn(delivered, parameters["grid_id"], parameters["results"])
                 client.set_flow_run_state(flow_run.id, Completed(), force=True)
             else:
@@ -365,7 +365,7 @@ def test_a_run_out_of_memory_fails_alone_and_is_retrained_next_time(
     import torch
 
     import seqlab.engine.train as engine_train
-    import seqlab.flows.train as train_flows
+    import seqlab.grid.plan as grid_plan
     from seqlab.flows.train import train_grid
 
     real_train_config = engine_train.train_config
@@ -382,7 +382,7 @@ def test_a_run_out_of_memory_fails_alone_and_is_retrained_next_time(
     where = dict(symbol="ETH", warehouse=str(warehouse), output_dir=str(tmp_path / "out"))
     # The CPU plan on any host: one config per task, each through train_request -> train_config
     # (a GPU host would train packs or CUDA graphs, which do not call train_config).
-    monkeypatch.setattr(train_flows, "gpu_count", lambda: 0)
+    monkeypatch.setattr(grid_plan, "gpu_count", lambda: 0)
     monkeypatch.setattr(engine_train, "train_config", out_of_memory_for_gru_layer)
     first = train_grid(grid=OOM_GRID, **where)
     assert (first["trained"], first["failed"], first["status"]) == (3, 1, "completed_with_failures")

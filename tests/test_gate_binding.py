@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.tasks.grid import snapshot_prices
 from seqlab.warehouse import load_prices, load_validations
 from seqlab.warehouse.gate import GateClosed, require_validated
@@ -21,7 +21,7 @@ YAHOO = REAL_DATA / "eth_daily_yahoo_2017-11-09_2024-07-26.csv"
 _KILLED_INGEST = """
 import os, signal, sys
 from pathlib import Path
-from seqlab.ingest import pipeline
+from seqlab.runners import ingest as pipeline
 pipeline.gate_dataset = lambda options, version: os.kill(os.getpid(), signal.SIGKILL)
 options = pipeline.IngestOptions(symbol="ETH", warehouse=Path(sys.argv[2]), docs_dir=Path(sys.argv[3]))
 pipeline.ingest_source(sys.argv[1], options)

@@ -25,7 +25,7 @@ from polars.testing import assert_frame_equal
 from seqlab.checks.dataset import DatasetCheckConfig
 from seqlab.ingest.lines import _read_lines_lossy, read_lines
 from seqlab.ingest.parse import UnknownLayoutError
-from seqlab.ingest.pipeline import IngestOptions, IngestSummary, ingest_source
+from seqlab.runners.ingest import IngestOptions, IngestSummary, ingest_source
 from seqlab.schemas.canonical import CANONICAL_SCHEMA, empty_rejects
 from seqlab.warehouse import (
     IngestRecord,

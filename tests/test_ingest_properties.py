@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from seqlab.checks.row_rules import ValueLimits
 from seqlab.cli import app
-from seqlab.ingest.pipeline import IngestOptions, IngestSummary, ingest_raw
 from seqlab.ingest.sources import RawSource, SourceError
+from seqlab.runners.ingest import IngestOptions, IngestSummary, ingest_raw
+from seqlab.schemas.row_rules import ValueLimits
 from seqlab.warehouse import connect
 
 TODAY = date(2026, 11, 26)

@@ -15,8 +15,8 @@ from seqlab.checks.dataset import data_docs_dir
 from seqlab.config import Settings
 from seqlab.features.sets import select_feature_columns
 from seqlab.ingest.parse import SymbolMismatchError, parse_source
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
 from seqlab.ingest.sources import RawSource
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.sample import SYNTHETIC_SYMBOL, SampleSpec, write_sample_csv
 from seqlab.schemas.symbols import SymbolError, check_symbol, symbol_agrees
 from seqlab.warehouse import (
@@ -198,7 +198,7 @@ def test_huge_values_and_text_cells_are_quarantined_and_all_keeps_open(tmp_path)
 
 
 def test_value_limits_are_settable_per_ingest(tmp_path):
-    from seqlab.checks.row_rules import ValueLimits
+    from seqlab.schemas.row_rules import ValueLimits
 
     path = tmp_path / "prices.csv"
     path.write_text("date,close\n2024-01-01,5.0\n2024-01-02,50.0\n")

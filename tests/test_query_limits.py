@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqlab.cli import app
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from tests.conftest import COINCODEX
 
 SEQLAB = Path(sys.executable).parent / "seqlab"

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqlab.cli import app
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseQueryError, query
 from seqlab.warehouse.sandbox import run_user_query
 from tests.conftest import COINCODEX

@@ -22,8 +22,6 @@ from seqlab.grid import GridParams, build_grid, resolve_spec
 from seqlab.grid.execute import train_request
 from seqlab.grid.requests import code_version, plan_requests
 from seqlab.grid.results import outcome_frames
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
-from seqlab.report.build import build_report
 from seqlab.report.content import assemble_content
 from seqlab.report.dynamics import run_dynamics_frame
 from seqlab.report.html import render_html
@@ -31,6 +29,8 @@ from seqlab.report.tables import (
     LEADERBOARD_COLUMNS,
     RUN_DYNAMICS_COLUMNS,
 )
+from seqlab.runners.ingest import IngestOptions, ingest_source
+from seqlab.runners.report import build_report
 from seqlab.warehouse import WarehouseMissing, WarehouseQueryError, current_data_version, query
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.reports import load_report_inputs, load_reports

@@ -63,7 +63,7 @@ def test_report_flow_writes_files_records_build_and_publishes_artifact(
 
 
 def test_a_grid_whose_runs_all_failed_still_gets_a_report(tmp_path: Path) -> None:
-    from seqlab.report.build import build_report
+    from seqlab.runners.report import build_report
 
     path = tmp_path / "wh.duckdb"
     start_grid(path, grid_id="failed-grid", symbol="ETH", preset=None, spec={}, spec_key="k",

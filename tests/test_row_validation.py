@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandera.errors import SchemaErrors
 
-from seqlab.checks.row_rules import ValueLimits
 from seqlab.schemas.canonical import CANONICAL_COLUMNS, PARSED_SCHEMA, REJECT_SCHEMA
 from seqlab.schemas.prices import CanonicalPrices, validate_rows
+from seqlab.schemas.row_rules import ValueLimits
 
 TODAY = dt.date(2026, 11, 26)
 RULE_ORDER = (

@@ -18,7 +18,7 @@ import pytest
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
 from seqlab.grid.run import run_grid
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import query
 from tests.conftest import COINCODEX
 

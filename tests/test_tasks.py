@@ -9,7 +9,7 @@ from seqlab.engine.result import TrainResult
 from seqlab.grid import PRESETS
 from seqlab.grid.requests import RunOutcome, plan_requests
 from seqlab.grid.results import outcome_frames
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.tasks.grid import GateClosed, require_gate, reused_runs, snapshot_prices
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import start_grid, store_run_results

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqlab.cli import app
-from seqlab.ingest.pipeline import IngestOptions, ingest_source
+from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseDamaged, load_prices, query
 from tests.conftest import COINCODEX
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from seqlab.checks.dataset_text import describe_result
-from seqlab.checks.row_rules import OHLC_REL_TOLERANCE
+from seqlab.schemas.row_rules import OHLC_REL_TOLERANCE
 from seqlab.schemas.symbols import SymbolError, check_symbol
 
 if TYPE_CHECKING:

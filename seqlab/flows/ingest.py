@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from seqlab.config import Settings
-from seqlab.ingest.pipeline import IngestOptions, IngestSummary, summarize
+from seqlab.ingest.options import IngestOptions, IngestSummary
+from seqlab.runners.ingest import summarize
 from seqlab.tasks.ingest import (
     check_stored_dataset,
     parse_file,
+    publish_ingest_summary,
     read_source_files,
     store_file,
     validate_file_rows,
@@ -43,32 +44,5 @@ def ingest_prices(
         summaries.append(
             summarize(parsed, validation, stored, gate, options, time.perf_counter() - started)
         )
-    publish_ingest_artifacts(summaries)
+    publish_ingest_summary(summaries)
     return [s.to_dict() for s in summaries]
-
-
-def publish_ingest_artifacts(summaries: list[IngestSummary]) -> None:
-    """A markdown summary and a table of the files, shown on the flow run in the UI."""
-    rows = [
-        {
-            "source": s.source, "layout": s.layout, "rows_read": s.rows_read,
-            "rows_valid": s.rows_valid, "rows_quarantined": s.rows_quarantined,
-            "rows_inserted": s.rows_inserted, "rows_updated": s.rows_updated,
-            "gate": "passed" if s.gate_passed else "FAILED", "data_version": s.data_version[:12],
-        }
-        for s in summaries
-    ]
-    create_table_artifact(key="ingest-files", table=rows, description="Files ingested")
-    lines = ["# Ingest", ""]
-    for s in summaries:
-        gate = "passed" if s.gate_passed else f"**FAILED** ({', '.join(s.gate_failed)})"
-        lines += [
-            f"## `{s.source}`",
-            f"- layout `{s.layout}`, sha256 `{s.sha256[:16]}`",
-            f"- rows read {s.rows_read}: valid {s.rows_valid}, quarantined {s.rows_quarantined}"
-            + (f" ({', '.join(f'{k}: {v}' for k, v in s.quarantine_rules.items())})" if s.quarantine_rules else ""),
-            f"- stored: {s.rows_inserted} inserted, {s.rows_updated} updated, {s.rows_unchanged} unchanged",
-            f"- data_version `{s.data_version[:16]}`; dataset gate {gate}",
-            "",
-        ]
-    create_markdown_artifact(key="ingest-summary", markdown="\n".join(lines))

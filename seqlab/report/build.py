@@ -1,33 +1,25 @@
-"""Build a grid's report from the warehouse alone: the one entry point for CLI and flow.
+"""A grid's report as data: pages, figures and claims rendered from the frames read for it.
 
-The shell around the pure report core: read the frames (seqlab.warehouse.reports),
-assemble content, draw figures, write ``index.html``, ``report.md`` and ``figures/*.png``
-into ``out_dir``, and record the build and its claim verdicts in the warehouse.
+Pure: :func:`render_report` turns a grid's frames into the files of its report and the
+record of its claims. The shell (``seqlab.runners.report.build_report``, the one entry
+point of the CLI and the flow) reads the frames, writes the files and records the build.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
-import seqlab
+import polars as pl
+
 from seqlab.report.claims import claims_document, claims_frame, claims_summary
 from seqlab.report.content import assemble_content
 from seqlab.report.figures import FigurePNG, forecast_figure, loss_figures, ratio_figure
 from seqlab.report.html import render_html
 from seqlab.report.markdown import render_artifact, render_markdown
-from seqlab.report.output import FIGURE_DIR, write_report_files
-from seqlab.warehouse import WarehouseMissing
-from seqlab.warehouse.clock import utc_now
-from seqlab.warehouse.reports import (
-    ReportRecord,
-    latest_grid_id,
-    load_report_inputs,
-    record_report,
-)
+from seqlab.report.output import FIGURE_DIR
 
 
 @dataclass(frozen=True)
@@ -59,25 +51,26 @@ def draw_figures(content) -> list[FigurePNG]:
     return figures
 
 
-def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
-                 timeout_s: float = 10.0) -> ReportBuild:
-    """Rebuild the report of ``grid_id`` (the latest grid when None) into ``out_dir``.
+@dataclass(frozen=True)
+class RenderedReport:
+    """A report's files (relative path -> bytes) and what the build records about them."""
 
-    Writes ``index.html`` (self-contained, works offline), ``report.md`` with
-    ``figures/*.png`` beside it, ``claims.json`` (the verdicts, machine-readable), and records the build in the ``reports`` table with its
-    claim comparisons in ``claim_results``. Raises WarehouseQueryError when the grid is
-    not in the warehouse. ``timeout_s`` bounds each wait for another process's lock.
-    """
-    started = time.perf_counter()
-    warehouse, out_dir = Path(warehouse), Path(out_dir)
-    if not warehouse.exists():
-        raise WarehouseMissing(warehouse)
-    grid_id = grid_id or latest_grid_id(warehouse, timeout_s=timeout_s)
-    inputs = load_report_inputs(warehouse, grid_id, timeout_s=timeout_s)
-    built_at = utc_now()
-    content = assemble_content(inputs.grid, inputs.frames, built_at)
+    files: dict[str, bytes]
+    artifact_markdown: str
+    claims: dict[str, str]  # claim number -> verdict
+    claims_frame: pl.DataFrame
+    n_runs: int
+    html_bytes: int
+
+
+def render_report(grid: dict, frames: dict, *, grid_id: str, built_at: datetime,
+                  out_dir: Path) -> RenderedReport:
+    """Every file of a grid's report: ``index.html`` (self-contained, works offline),
+    ``report.md`` with ``figures/*.png`` beside it and ``claims.json`` (the verdicts,
+    machine-readable); the artifact text links the pages as they will lie in ``out_dir``."""
+    content = assemble_content(grid, frames, built_at)
     figures = draw_figures(content)
-    html_path, markdown_path = out_dir / "index.html", out_dir / "report.md"
+    html_path, markdown_path = Path(out_dir) / "index.html", Path(out_dir) / "report.md"
     links = [(f"{FIGURE_DIR}/{f.name}", f.caption) for f in figures]
     html = render_html(content, links)
     document = claims_document(content.claims) | {"grid_id": grid_id}
@@ -86,28 +79,10 @@ def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
         "report.md": render_markdown(content, figures, FIGURE_DIR).encode("utf-8"),
         "claims.json": (json.dumps(document, indent=1, allow_nan=False) + "\n").encode("utf-8"),
     }
-    written = write_report_files(out_dir, files)
-    figure_paths = [p for p in written if p.parent.name == FIGURE_DIR]
     artifact = render_artifact(content, html_path.resolve().as_uri(),
                                markdown_path.resolve().as_uri())
-    report_id = f"{built_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    summary = claims_summary(content.claims)
-    html_bytes = len(html.encode("utf-8"))
-    seconds = time.perf_counter() - started
-    record_report(
-        warehouse,
-        ReportRecord(
-            report_id=report_id, grid_id=grid_id, out_dir=str(out_dir.resolve()),
-            html_path=str(html_path.resolve()), markdown_path=str(markdown_path.resolve()),
-            figures=[str(p.resolve()) for p in figure_paths], n_runs=content.runs.height,
-            claims_summary=summary, html_bytes=html_bytes, seconds=round(seconds, 3),
-            seqlab_version=seqlab.__version__, built_at=built_at,
-        ),
-        claims_frame(content.claims),
-        timeout_s=timeout_s,
-    )  # fmt: skip
-    return ReportBuild(
-        report_id=report_id, grid_id=grid_id, out_dir=out_dir, html_path=html_path,
-        markdown_path=markdown_path, figures=figure_paths, claims=summary,
-        artifact_markdown=artifact, html_bytes=html_bytes, seconds=round(seconds, 3),
-    )  # fmt: skip
+    return RenderedReport(
+        files=files, artifact_markdown=artifact, claims=claims_summary(content.claims),
+        claims_frame=claims_frame(content.claims), n_runs=content.runs.height,
+        html_bytes=len(html.encode("utf-8")),
+    )

@@ -1,6 +1,6 @@
 """Row validation of parsed prices: pandera (polars backend) types and rules, plus quarantine.
 
-The row rules live once, as polars expressions, in ``seqlab.checks.row_rules``. The pandera
+The row rules live once, as polars expressions, in ``seqlab.schemas.row_rules``. The pandera
 model below runs them as checks; ``validate_rows`` validates lazily (every failure
 collected), maps pandera's failure cases back to rows by their index, names every broken
 rule per row, then settles duplicate dates among the rows that passed.
@@ -17,15 +17,15 @@ from pandera.api.polars.types import PolarsData
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
-from seqlab.checks.duplicate_dates import POSITION, find_duplicate_dates
-from seqlab.checks.row_rules import (
+from seqlab.schemas.canonical import CANONICAL_COLUMNS, PARSED_SCHEMA, REJECT_SCHEMA
+from seqlab.schemas.duplicate_dates import POSITION, find_duplicate_dates
+from seqlab.schemas.row_rules import (
     DUPLICATE_DATE_RULE,
     RowRule,
     ValueLimits,
     build_price_rules,
     build_row_rules,
 )
-from seqlab.schemas.canonical import CANONICAL_COLUMNS, PARSED_SCHEMA, REJECT_SCHEMA
 from seqlab.schemas.symbols import SYMBOL_PATTERN
 
 PRICE_RULES: tuple[RowRule, ...] = build_price_rules()  # at the default ValueLimits
@@ -203,7 +203,7 @@ def validate_rows(
     one whose ``time_of_day_s`` is smallest, i.e. nearest after 00:00 UTC (null = 0), is
     kept, ties to the earliest line; the others are quarantined as duplicate_date naming
     the kept line and whether values conflicted or were identical (see
-    ``seqlab.checks.duplicate_dates``). Both outputs keep the input row order.
+    ``seqlab.schemas.duplicate_dates``). Both outputs keep the input row order.
     Raises ValueError when ``rows`` does not fit PARSED_SCHEMA (missing column, type, or a
     null symbol/date): that is a parser bug, not a bad price.
     """

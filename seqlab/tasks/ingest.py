@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from seqlab.checks.dataset import DatasetValidation
-from seqlab.checks.row_rules import ValueLimits
-from seqlab.ingest import pipeline
 from seqlab.ingest.fetch import SourceLimits
+from seqlab.ingest.options import IngestOptions, IngestSummary, summary_lines
 from seqlab.ingest.parse import ParsedSource, parse_source
 from seqlab.ingest.sources import RawSource, read_sources
+from seqlab.runners import ingest as runner
 from seqlab.schemas.prices import RowValidation, validate_rows
+from seqlab.schemas.row_rules import ValueLimits
 from seqlab.warehouse import StoreResult
 
 
@@ -38,11 +40,31 @@ def validate_file_rows(
 # The warehouse file may be held by another writer for a while: retry with backoff.
 @task(name="store-prices", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def store_file(
-    parsed: ParsedSource, validation: RowValidation, options: pipeline.IngestOptions
+    parsed: ParsedSource, validation: RowValidation, options: IngestOptions
 ) -> StoreResult:
-    return pipeline.store_parsed(parsed, validation, options, datetime.now(UTC))
+    return runner.store_parsed(parsed, validation, options, datetime.now(UTC))
 
 
 @task(name="check-dataset", retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
-def check_stored_dataset(options: pipeline.IngestOptions, data_version: str) -> DatasetValidation:
-    return pipeline.gate_dataset(options, data_version)
+def check_stored_dataset(options: IngestOptions, data_version: str) -> DatasetValidation:
+    return runner.gate_dataset(options, data_version)
+
+
+@task(name="publish-ingest-summary", cache_policy=NO_CACHE)
+def publish_ingest_summary(summaries: list[IngestSummary]) -> None:
+    """A table of the files and a markdown summary, shown on the flow run in the UI."""
+    rows = [
+        {
+            "source": s.source, "layout": s.layout, "rows_read": s.rows_read,
+            "rows_valid": s.rows_valid, "rows_quarantined": s.rows_quarantined,
+            "rows_inserted": s.rows_inserted, "rows_updated": s.rows_updated,
+            "gate": "passed" if s.gate_passed else "FAILED", "data_version": s.data_version[:12],
+        }
+        for s in summaries
+    ]
+    create_table_artifact(key="ingest-files", table=rows, description="Files ingested")
+    lines = ["# Ingest", ""]
+    for summary in summaries:
+        source, *details = summary_lines(summary)
+        lines += [f"## `{source}`", *(f"- {d}" for d in details), ""]
+    create_markdown_artifact(key="ingest-summary", markdown="\n".join(lines))

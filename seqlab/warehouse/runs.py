@@ -14,8 +14,9 @@ import polars as pl
 
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.connection import connect
-from seqlab.warehouse.errors import WarehouseStoreError
+from seqlab.warehouse.errors import WarehouseQueryError, WarehouseStoreError
 from seqlab.warehouse.grid_owners import interrupt_abandoned_grids, owner_message
+from seqlab.warehouse.integrity import damage_in
 from seqlab.warehouse.run_tables import FRAME_SCHEMAS
 
 _RESULT_TABLES = ("runs", "epoch_metrics", "predictions")
@@ -133,3 +134,16 @@ def load_grid(path: Path, grid_id: str, *, timeout_s: float = 10.0) -> dict | No
         frame = con.sql("SELECT * FROM grids WHERE grid_id = $g", params={"g": grid_id}).pl()
     return frame.to_dicts()[0] if frame.height else None
 
+
+
+def load_run_checkpoint(path: Path, run_id: str, *, timeout_s: float = 10.0
+                        ) -> tuple[str | None, str] | None:
+    """A stored run's checkpoint path and symbol; None when no run has that id."""
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        try:
+            row = con.execute("SELECT checkpoint_path, symbol FROM runs WHERE run_id = ?",
+                              [run_id]).fetchone()
+        except duckdb.Error as exc:
+            raise damage_in(path, exc) or WarehouseQueryError(
+                f"reading run {run_id!r} from {path} failed: {exc}") from exc
+    return None if row is None else (row[0], row[1])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from seqlab.checks.row_rules import DUPLICATE_DATE_RULE
 from seqlab.schemas.canonical import EXTRA_COLUMNS, PRICE_COLUMNS
+from seqlab.schemas.row_rules import DUPLICATE_DATE_RULE
 
 VALUE_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, *EXTRA_COLUMNS)
 POSITION = "position"  # 0-based row position in the frame handed in

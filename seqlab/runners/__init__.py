@@ -1,0 +1,1 @@
+"""The shell's runners: whole jobs as plain functions over the pure core and the warehouse."""

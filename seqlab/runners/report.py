@@ -1,0 +1,66 @@
+"""Build a grid's report from the warehouse alone: the one entry point for CLI and flow.
+
+The shell around the pure report core: read the frames (seqlab.warehouse.reports), render
+them (seqlab.report.build), write ``index.html``, ``report.md``, ``claims.json`` and
+``figures/*.png`` into ``out_dir``, and record the build and its claim verdicts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import seqlab
+from seqlab.report.build import ReportBuild, render_report
+from seqlab.report.output import FIGURE_DIR, write_report_files
+from seqlab.warehouse import WarehouseMissing
+from seqlab.warehouse.clock import utc_now
+from seqlab.warehouse.reports import (
+    ReportRecord,
+    latest_grid_id,
+    load_report_inputs,
+    record_report,
+)
+
+
+def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
+                 timeout_s: float = 10.0) -> ReportBuild:
+    """Rebuild the report of ``grid_id`` (the latest grid when None) into ``out_dir``.
+
+    Records the build in the ``reports`` table with its claim comparisons in
+    ``claim_results``. Raises WarehouseQueryError when the grid is not in the warehouse.
+    ``timeout_s`` bounds each wait for another process's lock.
+    """
+    started = time.perf_counter()
+    warehouse, out_dir = Path(warehouse), Path(out_dir)
+    if not warehouse.exists():
+        raise WarehouseMissing(warehouse)
+    grid_id = grid_id or latest_grid_id(warehouse, timeout_s=timeout_s)
+    inputs = load_report_inputs(warehouse, grid_id, timeout_s=timeout_s)
+    built_at = utc_now()
+    rendered = render_report(inputs.grid, inputs.frames, grid_id=grid_id, built_at=built_at,
+                             out_dir=out_dir)
+    html_path, markdown_path = out_dir / "index.html", out_dir / "report.md"
+    written = write_report_files(out_dir, rendered.files)
+    figure_paths = [p for p in written if p.parent.name == FIGURE_DIR]
+    report_id = f"{built_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    seconds = time.perf_counter() - started
+    record_report(
+        warehouse,
+        ReportRecord(
+            report_id=report_id, grid_id=grid_id, out_dir=str(out_dir.resolve()),
+            html_path=str(html_path.resolve()), markdown_path=str(markdown_path.resolve()),
+            figures=[str(p.resolve()) for p in figure_paths], n_runs=rendered.n_runs,
+            claims_summary=rendered.claims, html_bytes=rendered.html_bytes,
+            seconds=round(seconds, 3), seqlab_version=seqlab.__version__, built_at=built_at,
+        ),
+        rendered.claims_frame,
+        timeout_s=timeout_s,
+    )  # fmt: skip
+    return ReportBuild(
+        report_id=report_id, grid_id=grid_id, out_dir=out_dir, html_path=html_path,
+        markdown_path=markdown_path, figures=figure_paths, claims=rendered.claims,
+        artifact_markdown=rendered.artifact_markdown, html_bytes=rendered.html_bytes,
+        seconds=round(seconds, 3),
+    )  # fmt: skip
