@@ -9,13 +9,10 @@ import pytest
 import torch
 
 from seqlab.engine import TrainConfig, load_checkpoint, train_config
-from seqlab.engine.batched import (
-    BatchedStackedRNN,
-    batchable_key,
-    train_pack_batched,
-)
+from seqlab.engine.batched import batchable_key, train_pack_batched
 from seqlab.engine.packing import pack_key, plan_packs
 from seqlab.models import StackedRNN
+from seqlab.models.batched import BatchedStackedRNN
 from seqlab.models.rnn import CELLS, NORMS, ModelConfig
 from tests.test_graphed import CUDA_CASES  # the same cases as the graphed engine's
 

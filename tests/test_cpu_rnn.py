@@ -1,4 +1,4 @@
-"""Hand-written CPU BPTT (seqlab.engine.cpu_rnn): gradients, equality with StackedRNN, training."""
+"""Hand-written CPU BPTT (seqlab.models.cpu_rnn): gradients, equality with StackedRNN, training."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqlab.engine.cpu_rnn import (
+from seqlab.features import FeatureSpec, build_features
+from seqlab.models import ModelConfig, StackedRNN
+from seqlab.models.cpu_rnn import (
     FAST_CELLS,
     HAND_WRITTEN_CELLS,
     fast_forward,
@@ -16,8 +18,6 @@ from seqlab.engine.cpu_rnn import (
     fast_path_supported,
     recurrent_layer,
 )
-from seqlab.features import FeatureSpec, build_features
-from seqlab.models import ModelConfig, StackedRNN
 
 MODULES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}
 

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.engine.config import TrainConfig
-from seqlab.engine.cpu_rnn import fast_forward, fast_path_label, fast_path_supported
 from seqlab.engine.recording import RunHistory, assemble_result, predict_scaled
 from seqlab.engine.result import EpochRecord, TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
 from seqlab.features.windows import build_features
+from seqlab.models.cpu_rnn import fast_forward, fast_path_label, fast_path_supported
 from seqlab.models.rnn import StackedRNN
 
 
@@ -41,7 +41,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
 
 
 def model_forward(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The training forward pass on CPU: ``seqlab.engine.cpu_rnn.fast_forward``.
+    """The training forward pass on CPU: ``seqlab.models.cpu_rnn.fast_forward``.
 
     torch's CPU RNN/GRU backward is autograd over every small op of every step; the
     hand-written one does the weight gradients as batched matmuls over all steps and

@@ -1,4 +1,5 @@
-"""Torch modules: one configurable stacked recurrent regressor."""
+"""Every torch module of seqlab: the stacked recurrent regressor (``rnn``), K of them with
+stacked weights (``batched``) and its hand-written CPU recurrent layers (``cpu_rnn``)."""
 
 from __future__ import annotations
 
