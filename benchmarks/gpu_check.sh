@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
 $PY -c "import torch, polars; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(), 'polars', polars.__version__)" 2>&1 | tee -a "$OUT/gpu.txt"
 echo "== pytest (CUDA tests of test_graphed, test_batched, test_packs)"
-timeout ${TEST_TIMEOUT:-150} $PY -m pytest -q -rs -p no:cacheprovider tests/test_graphed.py tests/test_batched.py tests/test_packs.py -k cuda 2>&1 | tee "$OUT/pytest_cuda.txt"
+timeout ${TEST_TIMEOUT:-150} $PY -m pytest -q -rs -p no:cacheprovider tests/engine/test_graphed.py tests/engine/test_batched.py tests/grid/test_plan.py -k cuda 2>&1 | tee "$OUT/pytest_cuda.txt"
 echo "pytest exit: ${PIPESTATUS[0]}"
 echo "== bench_gpu.py"
 timeout ${BENCH_TIMEOUT:-330} $PY benchmarks/bench_gpu.py --device cuda --json "$OUT/bench_gpu.json" \

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from seqlab.cli import app
 from seqlab.report.output import MANIFEST, ReportOutputError, write_report_files
 from seqlab.warehouse.runs import start_grid, store_run_results
-from tests.test_report_views import frames_for, run_row
+from tests.report.test_report_views import frames_for, run_row
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
 

@@ -52,7 +52,7 @@ from seqlab.warehouse import (
 from seqlab.warehouse import store as store_module
 from seqlab.warehouse.migrations import check_sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLES = (
     "schema_migrations",
     "prices",

@@ -13,7 +13,7 @@ import pytest
 
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import start_grid, store_run_results
-from tests.test_report_views import SMOOTH, SPIKY, frames_for, run_row
+from tests.report.test_report_views import SMOOTH, SPIKY, frames_for, run_row
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from seqlab.engine.packing import pack_key, plan_packs
 from seqlab.models import StackedRNN
 from seqlab.models.batched import BatchedStackedRNN
 from seqlab.models.rnn import CELLS, NORMS, ModelConfig
-from tests.test_graphed import CUDA_CASES  # the same cases as the graphed engine's
+from tests.engine.test_graphed import CUDA_CASES  # the same cases as the graphed engine's
 
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
 TIMING_FIELDS = {"seconds", "epoch_seconds", "checkpoint_path", "determinism"}
