@@ -11,7 +11,7 @@ from seqlab.flows.ingest import ingest_prices
 from seqlab.flows.report import build_grid_report
 from seqlab.flows.train import train_grid
 from seqlab.grid.spec import GridParams
-from seqlab.tasks.grid import current_version, write_sample_source
+from seqlab.tasks.grid import current_data_version, write_sample_data
 
 
 @flow(name="pipeline", log_prints=True)
@@ -25,7 +25,7 @@ def pipeline(
     settings = Settings.from_env(warehouse, output_dir)
     paths = {"warehouse": str(settings.warehouse), "output_dir": str(settings.output_dir)}
     if data is None:
-        data, symbol = write_sample_source(settings.output_dir / "sample"), symbol or "ETH-SYNTHETIC"
+        data, symbol = write_sample_data(settings.output_dir / "sample"), symbol or "ETH-SYNTHETIC"
     symbol = symbol or "ETH"
     ingested = ingest_prices(data, symbol=symbol, **paths)
     grid_run = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol, pack_size=pack_size,
@@ -46,9 +46,9 @@ def retrain(
     """Scheduled: ingest ``source``; retrain the grid and rebuild the report only if prices changed."""
     settings = Settings.from_env(warehouse, output_dir)
     paths = {"warehouse": str(settings.warehouse), "output_dir": str(settings.output_dir)}
-    before = current_version(settings.warehouse, symbol)
+    before = current_data_version(settings.warehouse, symbol)
     ingest_prices(source, symbol=symbol, **paths)
-    after = current_version(settings.warehouse, symbol)
+    after = current_data_version(settings.warehouse, symbol)
     if after == before and not force:
         get_run_logger().info("%s unchanged (data_version %s): nothing to retrain", symbol,
                               (after or "none")[:12])

@@ -19,7 +19,7 @@ from seqlab.tasks.grid import (
     dispatch_shards,
     open_grid,
     require_gate,
-    reused_runs,
+    reuse_finished_runs,
     snapshot_prices,
 )
 from seqlab.tasks.train import store_shard_results, train_on_host
@@ -56,7 +56,7 @@ def train_grid(
     requests = grid_requests(spec, symbol=symbol, data_version=data_version, prices_path=prices,
                              output_dir=settings.output_dir)
     grid_id = open_grid(settings.warehouse, spec, grid.preset, symbol, data_version, requests, dispatch)
-    todo, reused = reused_runs(settings.warehouse, grid_id, requests, force=force)
+    todo, reused = reuse_finished_runs(settings.warehouse, grid_id, requests, force=force)
     started, failed = time.perf_counter(), 0
     if todo and dispatch == "pool":
         shard_states = dispatch_shards(

@@ -18,7 +18,7 @@ from seqlab.grid.plan import DevicePlan, plan_devices, plan_host_packs
 from seqlab.grid.requests import RunRequest
 from seqlab.grid.spec import GridSpec, split_shards
 from seqlab.sample import write_sample_csv
-from seqlab.warehouse import current_data_version
+from seqlab.warehouse import current_data_version as read_data_version
 from seqlab.warehouse.gate import GateClosed as GateClosed  # raised by require_gate
 
 
@@ -53,7 +53,7 @@ def open_grid(warehouse: Path, spec: GridSpec, preset: str, symbol: str, data_ve
 
 
 @task(name="reuse-finished-runs", cache_policy=NO_CACHE)
-def reused_runs(warehouse: Path, grid_id: str, requests: list[RunRequest], *, force: bool,
+def reuse_finished_runs(warehouse: Path, grid_id: str, requests: list[RunRequest], *, force: bool,
                 ) -> tuple[list[RunRequest], list[str]]:
     """Split requests into those to train and run_ids already trained on the same data and code."""
     todo, reused = steps.split_reused(warehouse, grid_id, requests, force=force)
@@ -71,7 +71,7 @@ def close_grid(warehouse: Path, grid_id: str, *, trained: int, reused: int, fail
     return run.to_dict()
 
 
-@task(name="plan-packs", cache_policy=NO_CACHE)
+@task(name="plan-packs-here", cache_policy=NO_CACHE)
 def plan_packs_here(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus: int,
                     slots_per_gpu: int, output_dir: Path) -> list[list[RunRequest]]:
     """Group this host's requests into packs sized for its GPUs (pack_size 0 = automatic)."""
@@ -82,7 +82,7 @@ def plan_packs_here(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus
     return packs
 
 
-@task(name="plan-devices", cache_policy=NO_CACHE)
+@task(name="plan-devices-here", cache_policy=NO_CACHE)
 def plan_devices_here(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
     """Place packs on devices; each GPU gets a global concurrency limit with its slots."""
     plan = plan_devices(n_packs, gpu_count=gpus, slots_per_gpu=slots_per_gpu)
@@ -146,13 +146,13 @@ def dispatch_shards(
 
 
 @task(name="current-data-version", cache_policy=NO_CACHE)
-def current_version(warehouse: Path, symbol: str) -> str | None:
+def current_data_version(warehouse: Path, symbol: str) -> str | None:
     if not Path(warehouse).exists():
         return None
-    return current_data_version(warehouse, symbol)
+    return read_data_version(warehouse, symbol)
 
 
 @task(name="write-sample-data", cache_policy=NO_CACHE)
-def write_sample_source(folder: Path) -> str:
+def write_sample_data(folder: Path) -> str:
     """The bundled SYNTHETIC series, written where the pipeline can ingest it."""
     return str(write_sample_csv(Path(folder)))

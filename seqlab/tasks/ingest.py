@@ -19,18 +19,18 @@ from seqlab.schemas.row_rules import ValueLimits
 from seqlab.warehouse import StoreResult
 
 
-@task(name="read-source", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="read-source-files", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def read_source_files(source: str, limits: SourceLimits = SourceLimits()) -> list[RawSource]:
     """Files behind a path, folder, glob or URL (URLs may fail transiently: retried)."""
     return read_sources(source, limits)
 
 
-@task(name="parse-source", task_run_name="parse-{raw.name}", cache_policy=NO_CACHE)
+@task(name="parse-file", task_run_name="parse-{raw.name}", cache_policy=NO_CACHE)
 def parse_file(raw: RawSource, symbol: str) -> ParsedSource:
     return parse_source(raw, symbol=symbol)
 
 
-@task(name="validate-rows", cache_policy=NO_CACHE)
+@task(name="validate-file-rows", cache_policy=NO_CACHE)
 def validate_file_rows(
     parsed: ParsedSource, today: date | None = None, limits: ValueLimits = ValueLimits()
 ) -> RowValidation:
@@ -38,14 +38,14 @@ def validate_file_rows(
 
 
 # The warehouse file may be held by another writer for a while: retry with backoff.
-@task(name="store-prices", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(name="store-file", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def store_file(
     parsed: ParsedSource, validation: RowValidation, options: IngestOptions
 ) -> StoreResult:
     return runner.store_parsed(parsed, validation, options, datetime.now(UTC))
 
 
-@task(name="check-dataset", retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
+@task(name="check-stored-dataset", retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
 def check_stored_dataset(options: IngestOptions, data_version: str) -> DatasetValidation:
     return runner.gate_dataset(options, data_version)
 

@@ -20,7 +20,7 @@ def report_dir(output_dir: Path, grid_id: str) -> Path:
     return Path(output_dir) / "reports" / grid_id
 
 
-@task(name="build-report", cache_policy=NO_CACHE)
+@task(name="build-and-publish-report", cache_policy=NO_CACHE)
 def build_and_publish_report(grid_id: str | None, settings: Settings) -> dict:
     """Build the report of ``grid_id`` (the latest grid when None) into its own folder and
     publish its summary and leaderboard as a markdown artifact."""

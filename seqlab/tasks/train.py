@@ -28,7 +28,7 @@ def _pack_run_name() -> str:
 # covers the task machinery itself (e.g. a lost concurrency lease).
 @task(name="train-pack", task_run_name=_pack_run_name, retries=1, retry_delay_seconds=[5],
       cache_policy=NO_CACHE)
-def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
+def train_pack(pack: list[RunRequest], gpu_limit: str | None = None,
                     pack_mode: str = "streams", cpu_threads: int = 0) -> list[RunOutcome]:
     """One pack of configs (often a pack of one) on this worker; one outcome per config."""
     if gpu_limit is None:
@@ -38,13 +38,13 @@ def train_pack_task(pack: list[RunRequest], gpu_limit: str | None = None,
 
 
 @task(name="store-results", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
-def store_outcomes(warehouse: Path, grid_id: str, outcomes: list[RunOutcome]) -> int:
+def store_results(warehouse: Path, grid_id: str, outcomes: list[RunOutcome]) -> int:
     """The single writer: runs, epoch metrics, predictions and feature keys, one transaction."""
     return steps.store_outcomes(warehouse, grid_id, outcomes)
 
 
 @task(name="deliver-outcome", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
-def write_outcome(outcome: RunOutcome, grid_id: str, location: str) -> str:
+def deliver_outcome(outcome: RunOutcome, grid_id: str, location: str) -> str:
     """A shard's finished run as Parquet under ``location/<run_id>`` (written atomically)."""
     target = f"{location.rstrip('/')}/{outcome.request.run_id}"
     write_frames(outcome_frames([outcome], grid_id), target)
@@ -72,16 +72,16 @@ def train_and_deliver(packs: list[list[RunRequest]], plan: DevicePlan, grid_id: 
 
     def deliver(outcomes: list[RunOutcome]) -> None:
         if warehouse is not None:
-            store_outcomes(Path(warehouse), grid_id, outcomes)
+            store_results(Path(warehouse), grid_id, outcomes)
         else:
             for outcome in outcomes:
-                write_outcome(outcome, grid_id, results)
+                deliver_outcome(outcome, grid_id, results)
 
     parameters = {"pack": plan.place(packs), "gpu_limit": plan.limit_names(),
                   "pack_mode": unmapped(pack_mode), "cpu_threads": unmapped(plan.cpu_threads)}
     # The runner used directly (not the flow's): the plan decides how many packs train at once.
     with ThreadPoolTaskRunner(max_workers=plan.workers) as runner:
-        futures = runner.map(train_pack_task, parameters)
+        futures = runner.map(train_pack, parameters)
         return steps.follow_outcomes(
             (future.result() for future in as_completed(futures)), sum(len(p) for p in packs),
             deliver, get_run_logger().info,

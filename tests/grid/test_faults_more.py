@@ -299,8 +299,8 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
 
     import seqlab.tasks.grid as grid_tasks
     from seqlab.flows.train import train_shard
-    from seqlab.tasks.grid import reused_runs
-    from seqlab.tasks.train import store_shard_results, write_outcome
+    from seqlab.tasks.grid import reuse_finished_runs
+    from seqlab.tasks.train import deliver_outcome, store_shard_results
 
     deployment = f"faults-{uuid.uuid4().hex[:8]}"
     train_shard.to_deployment(name=deployment).apply()  # no worker ever picks its runs up
@@ -314,7 +314,7 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
             if kwargs["flow_run_name"].endswith("-shard-0"):
                 for request in parameters["requests"]:
                     delivered = replace(trained_outcome, request=RunRequest.from_dict(request), worker="w0")
-                    write_outcome.fn(delivered, parameters["grid_id"], parameters["results"])
+                    deliver_outcome.fn(delivered, parameters["grid_id"], parameters["results"])
                 client.set_flow_run_state(flow_run.id, Completed(), force=True)
             else:
                 client.set_flow_run_state(flow_run.id, Running(), force=True)
@@ -351,7 +351,7 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
             assert row["status"] == "ok" and row["error"] is None
     assert set(runs["run_id"]) == hung | delivered and len(hung) == len(delivered) == 2
     # Planning the grid again trains the timed-out runs and reuses the delivered ones.
-    todo, reused = reused_runs.fn(warehouse, f"{grid_id}-again", requests, force=False)
+    todo, reused = reuse_finished_runs.fn(warehouse, f"{grid_id}-again", requests, force=False)
     assert {r.run_id for r in todo} == hung and set(reused) == delivered
 
 

@@ -194,7 +194,7 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
         return [RunOutcome(r, None, f"placed {r.device} {gpu_limit} pack {len(pack)}", "host")
                 for r in pack]
 
-    monkeypatch.setattr(train_tasks, "train_pack_task", placed)
+    monkeypatch.setattr(train_tasks, "train_pack", placed)
     configs = [TrainConfig(cell=c, seed=s, **SMALL) for c in ("rnn", "gru", "lstm") for s in range(4)]
     requests = requests_for(configs, str(tmp_path))
 

@@ -10,7 +10,7 @@ from seqlab.grid import PRESETS
 from seqlab.grid.requests import RunOutcome, plan_requests
 from seqlab.grid.results import outcome_frames
 from seqlab.runners.ingest import IngestOptions, ingest_source
-from seqlab.tasks.grid import GateClosed, require_gate, reused_runs, snapshot_prices
+from seqlab.tasks.grid import GateClosed, require_gate, reuse_finished_runs, snapshot_prices
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import start_grid, store_run_results
 from tests.conftest import COINCODEX
@@ -55,9 +55,9 @@ def test_reuse_splits_finished_runs_from_the_rest(warehouse, tmp_path):
         baseline_rmse_usd=1.0, baseline_mae_usd=1.0, baseline_mape_pct=1.0,
         baseline_directional_accuracy=0.5, predictions={})
     store_run_results(warehouse, "g1", outcome_frames([RunOutcome(requests[0], fake)], "g1").as_dict())
-    todo, reused = reused_runs.fn(warehouse, "g2", requests, force=False)
+    todo, reused = reuse_finished_runs.fn(warehouse, "g2", requests, force=False)
     assert reused == [requests[0].run_id] and todo == [requests[1]]
-    todo, reused = reused_runs.fn(warehouse, "g3", requests, force=True)
+    todo, reused = reuse_finished_runs.fn(warehouse, "g3", requests, force=True)
     assert reused == [] and todo == requests
     links = query(warehouse, "SELECT grid_id, reused FROM grid_runs ORDER BY grid_id")
     assert links.rows() == [("g1", False), ("g2", True)]
