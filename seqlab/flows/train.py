@@ -13,15 +13,7 @@ from seqlab.grid.plan import check_pack_mode
 from seqlab.grid.requests import RunRequest
 from seqlab.grid.run import grid_requests
 from seqlab.grid.spec import GridParams, check_spec_fits_data, resolve_spec
-from seqlab.tasks.grid import (
-    GateClosed,
-    close_grid,
-    dispatch_shards,
-    open_grid,
-    require_gate,
-    reuse_finished_runs,
-    snapshot_prices,
-)
+from seqlab.tasks import grid as tasks
 from seqlab.tasks.train import store_shard_results, train_on_host
 
 
@@ -48,18 +40,18 @@ def train_grid(
         ingest_prices(data, symbol=symbol, warehouse=str(settings.warehouse),
                       output_dir=str(settings.output_dir))
     try:  # inline, not a task: a refusal is an answer, not a traceback per enclosing run
-        data_version, rows = require_gate.fn(settings.warehouse, symbol)
-    except GateClosed as refusal:
+        data_version, rows = tasks.require_gate.fn(settings.warehouse, symbol)
+    except tasks.GateClosed as refusal:
         return Failed(message=str(refusal), data=refusal)  # calling the flow still raises it
     check_spec_fits_data(spec, rows)
-    prices = snapshot_prices(settings.warehouse, symbol, data_version, settings.output_dir / "snapshots")
+    prices = tasks.snapshot_prices(settings.warehouse, symbol, data_version, settings.output_dir / "snapshots")
     requests = grid_requests(spec, symbol=symbol, data_version=data_version, prices_path=prices,
                              output_dir=settings.output_dir)
-    grid_id = open_grid(settings.warehouse, spec, grid.preset, symbol, data_version, requests, dispatch)
-    todo, reused = reuse_finished_runs(settings.warehouse, grid_id, requests, force=force)
+    grid_id = tasks.open_grid(settings.warehouse, spec, grid.preset, symbol, data_version, requests, dispatch)
+    todo, reused = tasks.reuse_finished_runs(settings.warehouse, grid_id, requests, force=force)
     started, failed = time.perf_counter(), 0
     if todo and dispatch == "pool":
-        shard_states = dispatch_shards(
+        shard_states = tasks.dispatch_shards(
             todo, grid_id, shards, results or str(settings.output_dir / "shard-results"),
             shard_deployment, slots_per_gpu, timeout_s=shard_timeout_s, pack_size=pack_size,
             pack_mode=pack_mode)
@@ -68,7 +60,7 @@ def train_grid(
         failed = train_on_host(todo, grid_id, slots_per_gpu=slots_per_gpu, pack_size=pack_size,
                                pack_mode=pack_mode, output_dir=settings.output_dir,
                                warehouse=str(settings.warehouse))
-    return close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
+    return tasks.close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
                       failed=failed, seconds=time.perf_counter() - started)
 
 
