@@ -20,10 +20,6 @@ class Settings:
     output_dir: Path
     lock_timeout_s: float = 10.0
 
-    def data_docs_dir(self, symbol: str) -> Path:
-        """Great Expectations Data Docs of one symbol (each validation rebuilds that site)."""
-        return self.output_dir / "data_docs" / symbol
-
     @classmethod
     def from_env(
         cls,

@@ -60,6 +60,10 @@ class FetchRefused(FetchError):
     """A scheme, redirect hop or address the limits do not allow."""
 
 
+class FetchLimitReached(FetchError):
+    """The overall deadline or the byte cap: final, a retry would only multiply it."""
+
+
 def scheme_refusal(url: str) -> str | None:
     """Why ``url``'s scheme is refused, or None for http and https."""
     scheme = urlsplit(url).scheme
@@ -279,7 +283,7 @@ def fetch_url(url: str, limits: SourceLimits) -> bytes:
 
 
 def _deadline_error(limits: SourceLimits) -> FetchError:
-    return FetchError(
+    return FetchLimitReached(
         f"the download took longer than its deadline of {limits.deadline_s:g} s "
         "(SEQLAB_URL_DEADLINE_S)"
     )
@@ -303,7 +307,7 @@ def _read_body(response, max_bytes: int) -> bytes:
     declared = response.headers.get("Content-Length")
     length = int(declared) if declared and declared.isdigit() else None
     if length is not None and length > max_bytes:
-        raise FetchError(f"response is {length} bytes, over the limit of {max_bytes}")
+        raise FetchLimitReached(f"response is {length} bytes, over the limit of {max_bytes}")
     chunks: list[bytes] = []
     received = 0
     # read1 returns what one socket read brings, so the cap is checked as bytes arrive
@@ -311,7 +315,7 @@ def _read_body(response, max_bytes: int) -> bytes:
     while chunk := response.read1(_CHUNK_BYTES):
         received += len(chunk)
         if received > max_bytes:
-            raise FetchError(f"response is over the limit of {max_bytes} bytes")
+            raise FetchLimitReached(f"response is over the limit of {max_bytes} bytes")
         chunks.append(chunk)
     if length is not None and received < length:  # read1 does not check the length
         raise FetchError(f"connection closed after {received} of {length} bytes")

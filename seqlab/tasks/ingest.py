@@ -9,17 +9,32 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from seqlab.checks.dataset import DatasetValidation
-from seqlab.ingest.fetch import SourceLimits
+from seqlab.ingest.fetch import FetchError, FetchLimitReached, FetchRefused, SourceLimits
 from seqlab.ingest.options import IngestOptions, IngestSummary, summary_lines
 from seqlab.ingest.parse import ParsedSource, parse_source
-from seqlab.ingest.sources import RawSource, read_sources
+from seqlab.ingest.sources import RawSource, SourceError, read_sources
 from seqlab.runners import ingest as runner
 from seqlab.schemas.prices import RowValidation, validate_rows
 from seqlab.schemas.row_rules import ValueLimits
 from seqlab.warehouse import StoreResult
 
 
-@task(name="read-source-files", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def retry_transient_download(task, task_run, state) -> bool:
+    """Retry a download that failed in passing (a reset, an HTTP 503), never a refusal, the
+    overall deadline or the byte cap: retrying those would triple the deadline for nothing."""
+    try:
+        state.result()
+    except SourceError as error:
+        cause = error.__cause__
+        return isinstance(cause, FetchError) and not isinstance(
+            cause, FetchRefused | FetchLimitReached)
+    except Exception:
+        return False
+    return False
+
+
+@task(name="read-source-files", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
+      retry_condition_fn=retry_transient_download)
 def read_source_files(source: str, limits: SourceLimits = SourceLimits()) -> list[RawSource]:
     """Files behind a path, folder, glob or URL (URLs may fail transiently: retried)."""
     return read_sources(source, limits)

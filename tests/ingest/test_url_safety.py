@@ -230,3 +230,22 @@ def test_limits_come_from_the_environment(monkeypatch):
 def test_public_addresses_pass_the_address_check():
     assert fetch.address_refusal("example.org", "93.184.215.14") is None
     assert fetch.address_refusal("example.org", "2606:2800:21f:cb07:6820:80da:af6b:8b2c") is None
+
+
+def test_read_source_retries_passing_failures_only() -> None:
+    """A refusal, the deadline or the byte cap is final (a retry would triple the deadline);
+    a reset connection may be retried."""
+    from prefect.states import Failed
+
+    from seqlab.ingest.fetch import FetchError, FetchLimitReached, FetchRefused
+    from seqlab.ingest.sources import SourceError
+    from seqlab.tasks.ingest import retry_transient_download
+
+    def failed_with(cause: Exception | None) -> Failed:
+        error = SourceError("http://example.test/eth.csv: failed")
+        error.__cause__ = cause
+        return Failed(data=error)
+
+    assert retry_transient_download(None, None, failed_with(FetchError("cannot fetch (reset)")))
+    for final in (FetchRefused("scheme 'ftp'"), FetchLimitReached("deadline"), None):
+        assert not retry_transient_download(None, None, failed_with(final)), final
