@@ -149,7 +149,8 @@ def train(
     val_fraction: Annotated[float, typer.Option(
         "--val-fraction", help="Validation tail that picks the epoch (0: keep the last epoch).")] = 0.1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    symbol: str = "ETH",
+    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.",
+                                        callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -224,7 +225,8 @@ def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
 @app.command()
 def predict(
     checkpoint: Annotated[str, typer.Argument(help="Checkpoint file, or a run_id from the runs table.")],
-    symbol: str = "ETH",
+    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.",
+                                        callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"schemas", "checks", "config"},
     "report": {ROOT},
     "warehouse": {"schemas", "processes"},
-    "grid": {ROOT, "config", "engine", "models", "features", "warehouse"},
+    "grid": {ROOT, "config", "schemas", "engine", "models", "features", "warehouse"},
     "runners": {ROOT, "config", "schemas", "checks", "ingest", "report", "warehouse"},
     "tasks": {"config", "sample", "schemas", "checks", "ingest", "grid", "runners", "warehouse",
               "engine"},

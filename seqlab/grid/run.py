@@ -22,6 +22,7 @@ from seqlab.grid.progress import GridProgress, notify
 from seqlab.grid.requests import RunOutcome, RunRequest, code_version, describe, plan_requests
 from seqlab.grid.results import RunFrames, outcome_frames, read_frames
 from seqlab.grid.spec import GridSpec, build_grid, check_spec_fits_data
+from seqlab.schemas.symbols import check_symbol
 from seqlab.warehouse import load_prices
 from seqlab.warehouse.gate import check_unchanged, require_validated
 from seqlab.warehouse.runs import (
@@ -67,7 +68,8 @@ def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Pat
     The prices are the ones the gate passed at ``data_version``: an ingest in between makes
     this GateClosed, not a snapshot of unvalidated data under a validated name.
     """
-    target = Path(folder) / f"prices-{symbol}-{data_version[:16]}.parquet"
+    # The symbol becomes part of a file name: the one symbol rule keeps it a plain name.
+    target = Path(folder) / f"prices-{check_symbol(symbol)}-{data_version[:16]}.parquet"
     if not target.exists():
         prices = load_prices(warehouse, symbol)
         check_unchanged(prices, data_version, symbol)

@@ -284,3 +284,12 @@ def test_sample_data_then_ingest_passes_the_gate(tmp_path):
         as_eth.stderr
     )
     assert load_prices(warehouse, "ETH").is_empty()
+
+
+def test_train_and_predict_check_the_symbol_too(tmp_path) -> None:
+    runner = CliRunner()
+    for command in (["train"], ["predict", "best"]):
+        refused = runner.invoke(app, [*command, "--symbol", "../../x", "--warehouse",
+                                      str(tmp_path / "w.duckdb")])
+        assert refused.exit_code == 2 and "Traceback" not in refused.output, command
+    assert not (tmp_path / "w.duckdb").exists()
