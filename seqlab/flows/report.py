@@ -1,4 +1,4 @@
-"""report: rebuild a grid's comparison report from the warehouse and publish it as an artifact."""
+"""report: rebuild a grid's comparison report from the warehouse and publish its artifacts."""
 
 from __future__ import annotations
 
@@ -14,5 +14,6 @@ def build_grid_report(
     grid_id: str | None = None, warehouse: str | None = None, output_dir: str | None = None
 ) -> dict:
     """Build the report of ``grid_id`` (latest grid when None) with the same code as
-    ``seqlab report``, then publish its summary and leaderboard as a markdown artifact."""
+    ``seqlab report``, then publish its leaderboard (table artifact ``grid-leaderboard``)
+    and its verdicts and location (markdown artifact ``grid-report``)."""
     return build_and_publish_report(grid_id, Settings.from_env(warehouse, output_dir))

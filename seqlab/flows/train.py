@@ -14,6 +14,7 @@ from seqlab.grid.requests import RunRequest
 from seqlab.grid.run import grid_requests
 from seqlab.grid.spec import GridParams, check_spec_fits_data, resolve_spec
 from seqlab.tasks import grid as tasks
+from seqlab.tasks.report import with_report
 from seqlab.tasks.train import store_shard_results, train_on_host
 
 
@@ -60,8 +61,8 @@ def train_grid(
         failed = train_on_host(todo, grid_id, slots_per_gpu=slots_per_gpu, pack_size=pack_size,
                                pack_mode=pack_mode, output_dir=settings.output_dir,
                                warehouse=str(settings.warehouse))
-    return tasks.close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
-                      failed=failed, seconds=time.perf_counter() - started)
+    return with_report(tasks.close_grid(settings.warehouse, grid_id, trained=len(todo) - failed,
+                       reused=len(reused), failed=failed, seconds=time.perf_counter() - started), settings)
 
 
 @flow(name="train-shard", log_prints=True)

@@ -14,17 +14,18 @@ from pathlib import Path
 
 import polars as pl
 
+from seqlab.report.artifacts import ReportSummary, summarise_report
 from seqlab.report.claims import claims_document, claims_frame, claims_summary
 from seqlab.report.content import assemble_content
 from seqlab.report.figures import FigurePNG, forecast_figure, loss_figures, ratio_figure
 from seqlab.report.html import render_html
-from seqlab.report.markdown import render_artifact, render_markdown
+from seqlab.report.markdown import render_markdown
 from seqlab.report.output import FIGURE_DIR
 
 
 @dataclass(frozen=True)
 class ReportBuild:
-    """Where a build put its files, what the claims came to, and the artifact text."""
+    """Where a build put its files, what the claims came to, and what its artifacts show."""
 
     report_id: str
     grid_id: str
@@ -33,14 +34,14 @@ class ReportBuild:
     markdown_path: Path
     figures: list[Path]
     claims: dict[str, str]  # claim number -> verdict
-    artifact_markdown: str
+    summary: ReportSummary
     html_bytes: int
     seconds: float
 
     def to_dict(self) -> dict:
-        """JSON-able summary (paths as strings, artifact text left out)."""
+        """JSON-able summary (paths as strings, the artifacts' summary left out)."""
         data = asdict(self)
-        data.pop("artifact_markdown")
+        data.pop("summary")
         return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "figures" else v)
                 for k, v in data.items()}
 
@@ -56,21 +57,19 @@ class RenderedReport:
     """A report's files (relative path -> bytes) and what the build records about them."""
 
     files: dict[str, bytes]
-    artifact_markdown: str
+    summary: ReportSummary
     claims: dict[str, str]  # claim number -> verdict
     claims_frame: pl.DataFrame
     n_runs: int
     html_bytes: int
 
 
-def render_report(grid: dict, frames: dict, *, grid_id: str, built_at: datetime,
-                  out_dir: Path) -> RenderedReport:
+def render_report(grid: dict, frames: dict, *, grid_id: str, built_at: datetime) -> RenderedReport:
     """Every file of a grid's report: ``index.html`` (self-contained, works offline),
     ``report.md`` with ``figures/*.png`` beside it and ``claims.json`` (the verdicts,
-    machine-readable); the artifact text links the pages as they will lie in ``out_dir``."""
+    machine-readable); the summary is what the flows' artifacts show."""
     content = assemble_content(grid, frames, built_at)
     figures = draw_figures(content)
-    html_path, markdown_path = Path(out_dir) / "index.html", Path(out_dir) / "report.md"
     links = [(f"{FIGURE_DIR}/{f.name}", f.caption) for f in figures]
     html = render_html(content, links)
     document = claims_document(content.claims) | {"grid_id": grid_id}
@@ -79,10 +78,8 @@ def render_report(grid: dict, frames: dict, *, grid_id: str, built_at: datetime,
         "report.md": render_markdown(content, figures, FIGURE_DIR).encode("utf-8"),
         "claims.json": (json.dumps(document, indent=1, allow_nan=False) + "\n").encode("utf-8"),
     }
-    artifact = render_artifact(content, html_path.resolve().as_uri(),
-                               markdown_path.resolve().as_uri())
     return RenderedReport(
-        files=files, artifact_markdown=artifact, claims=claims_summary(content.claims),
+        files=files, summary=summarise_report(content), claims=claims_summary(content.claims),
         claims_frame=claims_frame(content.claims), n_runs=content.runs.height,
         html_bytes=len(html.encode("utf-8")),
     )

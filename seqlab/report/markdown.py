@@ -1,4 +1,4 @@
-"""report.md (with PNG figures beside it) and the shorter Prefect artifact text."""
+"""report.md, with PNG figures beside it."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from seqlab.report.tables import (
     fmt_ratio,
     present_columns,
 )
-
-ARTIFACT_ROWS = 10
 
 
 def _escape(text: str) -> str:
@@ -109,17 +107,3 @@ def render_markdown(content: ReportContent, figures: list[FigurePNG], figure_dir
         "```json", json.dumps(repro.spec, indent=1, sort_keys=True), "```", "",
     ]  # fmt: skip
     return "\n".join(out)
-
-
-def render_artifact(content: ReportContent, html_uri: str, markdown_uri: str) -> str:
-    """Summary and the top of the leaderboard, linking to the full report files."""
-    lines = [f"# Report: grid {content.grid_id}", ""]
-    if content.data.synthetic:
-        lines += [f"**SYNTHETIC DATA** ({content.data.symbol}): not real prices.", ""]
-    lines += [*(f"- {line}" for line in headline(content)), ""]
-    lines += [f"[index.html]({html_uri}) · [report.md]({markdown_uri})", ""]
-    lines += [f"## Leaderboard (top {ARTIFACT_ROWS})", "",
-              md_table(content.leaderboard, LEADERBOARD_COLUMNS, limit=ARTIFACT_ROWS), ""]
-    lines += ["## Claims", ""]
-    lines += [f"{c.number}. {c.statement} **{c.verdict.value}**" for c in content.claims]
-    return "\n".join(lines)

@@ -12,6 +12,9 @@ import uuid
 from pathlib import Path
 
 import seqlab
+from seqlab.report.artifacts import LEADERBOARD_KEY as LEADERBOARD_KEY
+from seqlab.report.artifacts import REPORT_KEY as REPORT_KEY
+from seqlab.report.artifacts import render_results_markdown, report_url
 from seqlab.report.build import ReportBuild, render_report
 from seqlab.report.output import FIGURE_DIR, write_report_files
 from seqlab.warehouse import WarehouseMissing
@@ -39,8 +42,7 @@ def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
     grid_id = grid_id or latest_grid_id(warehouse, timeout_s=timeout_s)
     inputs = load_report_inputs(warehouse, grid_id, timeout_s=timeout_s)
     built_at = utc_now()
-    rendered = render_report(inputs.grid, inputs.frames, grid_id=grid_id, built_at=built_at,
-                             out_dir=out_dir)
+    rendered = render_report(inputs.grid, inputs.frames, grid_id=grid_id, built_at=built_at)
     html_path, markdown_path = out_dir / "index.html", out_dir / "report.md"
     written = write_report_files(out_dir, rendered.files)
     figure_paths = [p for p in written if p.parent.name == FIGURE_DIR]
@@ -61,6 +63,17 @@ def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
     return ReportBuild(
         report_id=report_id, grid_id=grid_id, out_dir=out_dir, html_path=html_path,
         markdown_path=markdown_path, figures=figure_paths, claims=rendered.claims,
-        artifact_markdown=rendered.artifact_markdown, html_bytes=rendered.html_bytes,
+        summary=rendered.summary, html_bytes=rendered.html_bytes,
         seconds=round(seconds, 3),
     )  # fmt: skip
+
+
+def report_artifacts(built: ReportBuild, *, served_root: Path,
+                     base_url: str | None = None) -> tuple[list[dict], str]:
+    """What a flow publishes about ``built``: the leaderboard rows (table artifact
+    ``LEADERBOARD_KEY``) and the verdicts with the report's location (markdown artifact
+    ``REPORT_KEY``), linked as ``base_url/<path under served_root>`` where ``base_url`` is set."""
+    url = report_url(base_url, served_root, built.html_path)
+    markdown = render_results_markdown(built.summary, html_path=built.html_path.resolve(),
+                                       markdown_path=built.markdown_path.resolve(), html_url=url)
+    return list(built.summary.leaderboard), markdown
