@@ -42,6 +42,8 @@ class DataSummary:
     gate_passed: bool | None
     gate: list[dict]  # expectation, severity, success, observed
     notes: list[str] = field(default_factory=list)
+    validated_at: str | None = None  # when the gate's validation ran (UTC)
+    docs_path: str | None = None  # Great Expectations' data docs of that run (styled only online)
 
     @property
     def rows_quarantined(self) -> int:
@@ -83,7 +85,11 @@ def summarize_data(grid: dict, frames: dict[str, pl.DataFrame]) -> DataSummary:
     elif rows is None and datasets.height:
         rows = int(datasets["rows"][0])
         first, last = str(datasets["first_date"][0]), str(datasets["last_date"][0])
-    gate = frames["validations"].select("expectation", "severity", "success", "observed").to_dicts()
+    validations = frames["validations"]
+    gate = validations.select("expectation", "severity", "success", "observed").to_dicts()
+    validated_at = str(validations["validated_at"][0])[:19] if validations.height else None
+    docs_path = (validations["docs_path"][0] if validations.height and "docs_path" in validations.columns
+                 else None)
     critical = [g for g in gate if g["severity"] == "critical"]
     gate_passed = all(g["success"] for g in critical) if critical else None
     if not gate:
@@ -94,7 +100,8 @@ def summarize_data(grid: dict, frames: dict[str, pl.DataFrame]) -> DataSummary:
         first_date=first, last_date=last, train=train, val=val, test=test, lookback=lookback,
         feature_columns={fp["feature_set"]: fp["features"] for fp in fingerprints
                          if "feature_set" in fp and "features" in fp},
-        gate_passed=gate_passed, gate=gate, notes=notes,
+        gate_passed=gate_passed, gate=gate, notes=notes, validated_at=validated_at,
+        docs_path=docs_path,
     )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from pathlib import Path
 
 from seqlab.report.claims import METHOD, SHORT_NAMES, comparison_record
 from seqlab.report.content import ReportContent
@@ -90,13 +91,20 @@ def _data(content: ReportContent) -> str:
         rows = "".join(
             f'<tr class="{_gate_class(g)}"><td>{escape(g["expectation"])}</td>'
             f'<td>{escape(g["severity"])}</td><td>{"passed" if g["success"] else "FAILED"}</td>'
-            f'<td class="observed">{escape(str(g["observed"] or ""))[:160]}</td></tr>'
+            f'<td class="observed">{escape(str(g["observed"] or ""))}</td></tr>'
             for g in data.gate
         )
+        when = f" ({escape(data.validated_at)} UTC)" if data.validated_at else ""
+        docs = (f'<p class="note">Great Expectations\' own data docs of this validation, an extra: '
+                f'<a href="{escape(Path(data.docs_path).as_uri())}">{escape(data.docs_path)}</a> '
+                "(they load their styles from the internet; this table is the same outcomes).</p>"
+                if data.docs_path and Path(data.docs_path).is_absolute() else "")
         parts.append(
-            '<h3>Validation gate</h3><div class="scroll"><table id="gate"><thead><tr>'
+            f'<h3>Validation gate</h3><p>Every expectation of the latest validation of this '
+            f"data version{when}, with what was observed.</p>"
+            '<div class="scroll"><table id="gate"><thead><tr>'
             "<th>expectation</th><th>severity</th><th>result</th><th>observed</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>"
+            f"<tbody>{rows}</tbody></table></div>{docs}"
         )
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in data.notes)
     return "".join(parts) + notes

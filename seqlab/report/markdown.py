@@ -78,10 +78,17 @@ def render_markdown(content: ReportContent, figures: list[FigurePNG], figure_dir
                    f"{source['rows_quarantined']:,} quarantined")
     if data.quarantine_rules:
         out.append("- quarantined by rule: " + ", ".join(f"{r} {n:,}" for r, n in data.quarantine_rules.items()))
-    failed = [g["expectation"] for g in data.gate if not g["success"]]
-    if failed:
-        out.append("- expectations not met: " + ", ".join(failed))
-    out += [f"- {note}" for note in data.notes] + ["", "## Loss curves", ""]
+    out += [f"- {note}" for note in data.notes]
+    if data.gate:
+        when = f" ({data.validated_at} UTC)" if data.validated_at else ""
+        out += ["", f"### Validation gate{when}", "", "| expectation | severity | result | observed |",
+                "|---|---|---|---|"]
+        out += [f"| {_escape(g['expectation'])} | {g['severity']} | "
+                f"{'passed' if g['success'] else 'FAILED'} | {_escape(str(g['observed'] or ''))} |"
+                for g in data.gate]
+        if data.docs_path:
+            out += ["", f"Great Expectations' data docs (styled only online): `{data.docs_path}`"]
+    out += ["", "## Loss curves", ""]
     out += [f"![{f.caption}]({figure_dir}/{f.name})\n" for f in figures if "loss" in f.name]
     out += ["## Leaderboard", "", ("Means over seeds, ranked on validation loss (the test period never picks a winner); "
              "RMSE ratio below 1 beats persistence. Persistence predicts no change, so its "

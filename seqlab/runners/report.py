@@ -17,6 +17,7 @@ from seqlab.report.artifacts import REPORT_KEY as REPORT_KEY
 from seqlab.report.artifacts import render_results_markdown, report_url
 from seqlab.report.build import ReportBuild, render_report
 from seqlab.report.output import FIGURE_DIR, write_report_files
+from seqlab.report.validations import render_validations_text
 from seqlab.warehouse import WarehouseMissing
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.reports import (
@@ -25,6 +26,7 @@ from seqlab.warehouse.reports import (
     load_report_inputs,
     record_report,
 )
+from seqlab.warehouse.validations import load_validations
 
 
 def build_report(warehouse: Path, *, grid_id: str | None = None, out_dir: Path,
@@ -77,3 +79,11 @@ def report_artifacts(built: ReportBuild, *, served_root: Path,
     markdown = render_results_markdown(built.summary, html_path=built.html_path.resolve(),
                                        markdown_path=built.markdown_path.resolve(), html_url=url)
     return list(built.summary.leaderboard), markdown
+
+
+def validations_text(warehouse: Path, symbol: str | None = None, *, timeout_s: float = 10.0) -> str:
+    """Each symbol's (or ``symbol``'s) latest validation as plain text: the gate, every
+    expectation with pass/fail and its observed value; readable offline, unlike GX's docs."""
+    if not Path(warehouse).exists():
+        raise WarehouseMissing(warehouse)
+    return render_validations_text(load_validations(warehouse, symbol, timeout_s=timeout_s))
