@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.seqlab-installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run shell ui test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ setup: $(STAMP)
 
 run: setup
 	$(BIN)/seqlab run
+	@echo "next: $(BIN)/seqlab --help (or 'source $(BIN)/activate', or 'make shell', then plain 'seqlab ...')"
+
+# A shell with .venv/bin first on PATH: `seqlab` and `prefect` as the README types them.
+shell: setup
+	@echo "seqlab's environment ($(VENV)) is active in this shell; 'exit' leaves it"
+	@. $(BIN)/activate && exec $${SHELL:-/bin/sh} -i
+
+# The Prefect UI at http://127.0.0.1:4200 (keep it in its own terminal; Ctrl-C stops it).
+ui: setup
+	$(BIN)/prefect server start
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -16,13 +16,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no `<bool>` column beside every flag
 )
 
 WarehouseOpt = Annotated[
-    Path | None, typer.Option("--warehouse", help="DuckDB file (default: $SEQLAB_WAREHOUSE or data/seqlab.duckdb)")
+    Path | None, typer.Option("--warehouse", metavar="FILE", help="DuckDB file (default: $SEQLAB_WAREHOUSE or data/seqlab.duckdb)")
 ]
 OutputOpt = Annotated[
-    Path | None, typer.Option("--out", help="Output folder (default: $SEQLAB_OUTPUT_DIR or data/output)")
+    Path | None, typer.Option("--out", metavar="DIR", help="Output folder (default: $SEQLAB_OUTPUT_DIR or data/output)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 PrivateUrlsOpt = Annotated[bool, typer.Option(
@@ -51,7 +52,7 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command("sample-data")
 def sample_data(
     path: Annotated[Path, typer.Argument(help="CSV file or folder to write the synthetic series to.")],
-    seed: Annotated[int, typer.Option(help="Random seed of the synthetic series.")] = 7,
+    seed: Annotated[int, typer.Option(metavar="N", help="Random seed of the synthetic series.")] = 7,
 ) -> None:
     """Write a deterministic SYNTHETIC ETH-like daily series (no download needed)."""
     from seqlab.sample import SampleSpec, write_sample_csv
@@ -63,7 +64,7 @@ def sample_data(
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="CSV file, folder, glob, or http(s) URL.")],
-    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.",
+    symbol: Annotated[str, typer.Option(metavar="SYMBOL", help="Symbol the prices are stored under.",
                                         callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
@@ -135,53 +136,68 @@ def _list(text: str | None, cast=str) -> list | None:
 
 @app.command()
 def train(
-    data: Annotated[str | None, typer.Option(help="Ingest this source first.")] = None,
-    cell: Annotated[str, typer.Option(help="rnn | lstm | gru")] = "lstm",
-    depth: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 1,
-    norm: Annotated[str, typer.Option(help="none | batch | layer")] = "none",
-    features: Annotated[str, typer.Option(help="Feature set: close | all.")] = "close",
-    seed: int = 0,
-    epochs: int = 50,
-    lookback: int = 30,
-    hidden: int = 64,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    lr: float = 1e-3,
+    data: Annotated[str | None, typer.Option(metavar="SOURCE", help="Ingest this source first.")] = None,
+    cell: Annotated[str, typer.Option(metavar="CELL", help="rnn | lstm | gru")] = "lstm",
+    depth: Annotated[int, typer.Option(metavar="N", help="Stacked recurrent layers.")] = 1,
+    norm: Annotated[str, typer.Option(metavar="NORM", help="none | batch | layer")] = "none",
+    feature_set: Annotated[str, typer.Option(
+        "--feature-set", "--features", metavar="SET", help="Feature set: close | all.")] = "close",
+    seed: Annotated[int, typer.Option(metavar="N")] = 0,
+    epochs: Annotated[int, typer.Option(metavar="N")] = 50,
+    lookback: Annotated[int, typer.Option(metavar="N")] = 30,
+    hidden: Annotated[int, typer.Option(metavar="N")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N")] = 64,
+    lr: Annotated[float, typer.Option(metavar="X")] = 1e-3,
     val_fraction: Annotated[float, typer.Option(
-        "--val-fraction", help="Validation tail that picks the epoch (0: keep the last epoch).")] = 0.1,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.",
+        "--val-fraction", metavar="X",
+        help="Validation tail that picks the epoch (0: keep the last epoch).")] = 0.1,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto | cpu | cuda | cuda:N")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Retrain even if this config was "
+                                                        "trained on the same data.")] = False,
+    symbol: Annotated[str, typer.Option(metavar="SYMBOL", help="Symbol the prices are stored under.",
                                         callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train one config on the stored prices, without Prefect (quick experiments)."""
+    """Train one config on the stored prices, without Prefect, and store it like a grid run.
+
+    Prints its run_id (for `seqlab predict`); the same config on the same data and code is
+    reused unless --force.
+    """
     from seqlab.engine import TrainConfig, tune_malloc
-    from seqlab.engine.graphed import train_on_device
+    from seqlab.grid.run import train_single
+    from seqlab.grid.spec import GridError
     from seqlab.warehouse import WarehouseError
-    from seqlab.warehouse.gate import GateClosed, require_validated
+    from seqlab.warehouse.gate import GateClosed
 
     settings = Settings.from_env(warehouse, out)
-    if data:
-        _ingest_quietly(data, symbol, settings)
     try:
         config = TrainConfig(
-            cell=cell, depth=depth, norm=norm, feature_set=features, seed=seed, epochs=epochs,
+            cell=cell, depth=depth, norm=norm, feature_set=feature_set, seed=seed, epochs=epochs,
             lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr, device=device,
             val_fraction=val_fraction,
         )
-        prices = require_validated(settings.warehouse, symbol).prices  # the same gate as run
-    except (ValueError, WarehouseError, GateClosed) as exc:
+    except ValueError as exc:
         _fail(str(exc))
+    if data:
+        _ingest_quietly(data, symbol, settings)
     tune_malloc()
     on_epoch = None if as_json else _epoch_printer(epochs)
     try:
-        result = train_on_device(config, prices, checkpoint_dir=settings.output_dir / "checkpoints",
-                                 on_epoch=on_epoch)
-    except ValueError as exc:
+        single = train_single(config, settings, symbol=symbol, force=force, on_epoch=on_epoch)
+    except (GridError, ValueError, WarehouseError, GateClosed) as exc:
         _fail(str(exc))
+    if single.reused:
+        _print_reused(single.run_id, settings, as_json)
+        return
+    outcome = single.outcome
+    if outcome.error is not None:
+        _fail(f"run {single.run_id} failed: {outcome.error}", code=1)
+    result = outcome.result
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), default=str))
+        typer.echo(json.dumps({"run_id": single.run_id, "grid_id": single.grid_id, "reused": False,
+                               **result.to_dict()}, default=str))
         return
     typer.echo(
         f"{result.status}: epoch {result.best_epoch} kept ({_selection(result.selected_on)}), "
@@ -191,6 +207,20 @@ def train(
         if result.status == "ok"
         else f"{result.status} at epoch {result.diverged_epoch}"
     )
+    typer.echo(f"run_id {single.run_id}  ({_seqlab_command()} predict {single.run_id})")
+
+
+def _print_reused(run_id: str, settings: Settings, as_json: bool) -> None:
+    from seqlab.warehouse.runs import load_run_checkpoint
+
+    found = load_run_checkpoint(settings.warehouse, run_id)
+    checkpoint = found[0] if found else None
+    if as_json:
+        typer.echo(json.dumps({"run_id": run_id, "reused": True, "checkpoint_path": checkpoint}))
+        return
+    typer.echo(f"reused: this config was trained on the same data and code (--force retrains); "
+               f"checkpoint {checkpoint}")
+    typer.echo(f"run_id {run_id}  ({_seqlab_command()} predict {run_id})")
 
 
 def _selection(selected_on: str) -> str:
@@ -224,8 +254,10 @@ def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
 
 @app.command()
 def predict(
-    checkpoint: Annotated[str, typer.Argument(help="Checkpoint file, or a run_id from the runs table.")],
-    symbol: Annotated[str, typer.Option(help="Symbol the prices are stored under.",
+    model: Annotated[str, typer.Argument(
+        metavar="RUN", help="A run_id (as `seqlab train` prints it), a checkpoint file, or `best`: "
+                            "the best validated run of the symbol's latest grid.")],
+    symbol: Annotated[str, typer.Option(metavar="SYMBOL", help="Symbol the prices are stored under.",
                                         callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
     as_json: JsonOpt = False,
@@ -233,35 +265,42 @@ def predict(
     """Forecast the next day's close from the latest stored prices with a trained model."""
     from seqlab.engine import predict_next
     from seqlab.warehouse import WarehouseError, load_prices
-    from seqlab.warehouse.runs import load_run_checkpoint
+    from seqlab.warehouse.runs import best_validated_run, load_run_checkpoint
 
     settings = Settings.from_env(warehouse, None)
-    path = Path(checkpoint)
+    path, run_id = Path(model), None
     try:
-        if not path.exists():
-            found = load_run_checkpoint(settings.warehouse, checkpoint)
+        if model == "best":
+            best = best_validated_run(settings.warehouse, symbol)
+            if best is None:
+                _fail(f"no validated run of {symbol} in a grid of {settings.warehouse}; "
+                      "run `seqlab run` first")
+            model = run_id = best[0]
+        if model == run_id or not path.exists():
+            found = load_run_checkpoint(settings.warehouse, model)
             if found is None or found[0] is None:
-                _fail(f"no checkpoint file or run_id {checkpoint!r} (in {settings.warehouse})")
-            path, symbol = Path(found[0]), found[1]
+                _fail(f"no checkpoint file or run_id {model!r} (in {settings.warehouse})")
+            path, symbol, run_id = Path(found[0]), found[1], model
         prices = load_prices(settings.warehouse, symbol)
         day, close = predict_next(path, prices)
     except (ValueError, FileNotFoundError, WarehouseError) as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps({"symbol": symbol, "date": str(day), "predicted_close_usd": close,
-                               "checkpoint": str(path)}))
+                               "run_id": run_id, "checkpoint": str(path)}))
     else:
-        typer.echo(f"{symbol} {day}: predicted close ${close:,.2f} ({path})")
+        by = f"run {run_id}, {path}" if run_id else str(path)
+        typer.echo(f"{symbol} {day}: predicted close ${close:,.2f} ({by})")
 
 
 @app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="SQL to run on the warehouse (read-only).")],
-    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table | csv | json")] = "table",
     timeout_s: Annotated[float, typer.Option(
-        "--timeout-s", help="Stop the query after this many seconds (0: no limit).")] = 30.0,
+        "--timeout-s", metavar="SECONDS", help="Stop the query after this many seconds (0: no limit).")] = 30.0,
     max_rows: Annotated[int, typer.Option(
-        "--max-rows", help="Print at most this many rows; says so on stderr when it cuts (0: all).")] = 100_000,
+        "--max-rows", metavar="N", help="Print at most this many rows; says so on stderr when it cuts (0: all).")] = 100_000,
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Query the warehouse with SQL; writes, ATTACH, extensions and file access are refused.
@@ -336,17 +375,20 @@ def _silence_stdout() -> None:
 
 @app.command()
 def report(
-    grid_id: Annotated[str | None, typer.Option("--grid-id", help="Grid to report (default: latest).")] = None,
+    grid_id: Annotated[str | None, typer.Option("--grid-id", metavar="ID", help="Grid to report (default: latest).")] = None,
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
 ) -> None:
     """Rebuild the comparison report of a grid from the warehouse alone."""
     from seqlab.runners.report import build_report
     from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.reports import latest_grid_id
 
     settings = Settings.from_env(warehouse, None)
-    out_dir = out or settings.output_dir / "reports"
     try:
+        grid_id = grid_id or latest_grid_id(settings.warehouse, timeout_s=settings.lock_timeout_s)
+        # Each grid its own folder, the one the flows write: never one index.html over them all.
+        out_dir = out or settings.output_dir / "reports" / grid_id
         built = build_report(settings.warehouse, grid_id=grid_id, out_dir=Path(out_dir),
                              timeout_s=settings.lock_timeout_s)
     except (ValueError, WarehouseError) as exc:
@@ -356,85 +398,190 @@ def report(
 
 @app.command()
 def run(
-    data: Annotated[str | None, typer.Option(help="Price source (default: the bundled SYNTHETIC sample).")] = None,
-    preset: Annotated[str, typer.Option(help="quick | study | tiny")] = "quick",
-    cells: Annotated[str | None, typer.Option(help="e.g. rnn,gru")] = None,
-    depths: Annotated[str | None, typer.Option(help="e.g. 1,2")] = None,
-    norms: Annotated[str | None, typer.Option(help="e.g. none,layer")] = None,
-    features: Annotated[str | None, typer.Option(help="Feature sets, e.g. close,all")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Number of seeds (3 = 0,1,2) or a list 0,5")] = None,
-    epochs: int | None = None,
-    lookback: int | None = None,
-    hidden: int | None = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
-    lr: float | None = None,
+    data: Annotated[str | None, typer.Option(metavar="SOURCE", help="Price source (default: the bundled SYNTHETIC sample).")] = None,
+    preset: Annotated[str, typer.Option(metavar="NAME", help="quick | study | tiny")] = "quick",
+    cells: Annotated[str | None, typer.Option(metavar="LIST", help="e.g. rnn,gru")] = None,
+    depths: Annotated[str | None, typer.Option(metavar="LIST", help="e.g. 1,2")] = None,
+    norms: Annotated[str | None, typer.Option(metavar="LIST", help="e.g. none,layer")] = None,
+    feature_sets: Annotated[str | None, typer.Option(
+        "--feature-sets", metavar="LIST", help="e.g. close,all")] = None,
+    features: Annotated[str | None, typer.Option("--features", hidden=True)] = None,
+    seeds: Annotated[str | None, typer.Option(metavar="LIST", help="Seeds, e.g. 0 or 0,1,2")] = None,
+    epochs: Annotated[int | None, typer.Option(metavar="N")] = None,
+    lookback: Annotated[int | None, typer.Option(metavar="N")] = None,
+    hidden: Annotated[int | None, typer.Option(metavar="N")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", metavar="N")] = None,
+    lr: Annotated[float | None, typer.Option(metavar="X")] = None,
     val_fraction: Annotated[float | None, typer.Option(
-        "--val-fraction", help="Validation tail that picks each run's epoch (default 0.1; 0: the "
-                               "last epoch).")] = None,
-    dispatch: Annotated[str, typer.Option(help="local | pool")] = "local",
-    force: Annotated[bool, typer.Option(help="Retrain configs already trained on the same data.")] = False,
-    symbol: Annotated[str | None, typer.Option(help="Default ETH, or ETH-SYNTHETIC for the sample.",
+        "--val-fraction", metavar="X", help="Validation tail that picks each run's epoch (default "
+                                            "0.1; 0: the last epoch).")] = None,
+    dispatch: Annotated[str, typer.Option(metavar="MODE", help="local | pool")] = "local",
+    force: Annotated[bool, typer.Option("--force", help="Retrain configs already trained on the "
+                                                        "same data.")] = False,
+    symbol: Annotated[str | None, typer.Option(metavar="SYMBOL", help="Default ETH, or ETH-SYNTHETIC for the sample.",
                                                callback=_checked_symbol)] = None,
     warehouse: WarehouseOpt = None,
     out: OutputOpt = None,
     allow_private_urls: PrivateUrlsOpt = False,
 ) -> None:
-    """Run the whole pipeline (ingest -> gate -> train grid -> report) on an ephemeral Prefect."""
-    import os
+    """Run the whole job: ingest -> gate -> train the grid on an ephemeral Prefect -> report.
 
+    Every grid setting is checked first. A grid whose configs are all trained on the same
+    data and code already finishes without Prefect and points at its report.
+    """
+    import os
+    import time
+
+    from seqlab.grid.spec import GridError, GridParams, resolve_spec
+
+    clock = time.perf_counter()
+    settings = Settings.from_env(warehouse, out)
+    try:  # refused here, before anything is ingested or any server starts
+        grid = GridParams(
+            preset=preset, cells=_list(cells), depths=_list(depths, int), norms=_list(norms),
+            feature_sets=_list(feature_sets if feature_sets is not None else features),
+            seeds=_list(seeds, int), epochs=epochs, lookback=lookback, hidden=hidden,
+            batch_size=batch_size, lr=lr, val_fraction=val_fraction)
+        spec = resolve_spec(grid)
+    except (GridError, ValueError) as exc:
+        _fail(str(exc))
+    if dispatch not in ("local", "pool"):
+        _fail(f"unknown dispatch {dispatch!r}; allowed: local, pool")
     if allow_private_urls:  # the flows run in this process and read the setting there
         os.environ["SEQLAB_ALLOW_PRIVATE_URLS"] = "1"
+    n_configs = len(spec.cells) * len(spec.depths) * len(spec.norms) * len(spec.feature_sets) * len(spec.seeds)
+    _say(f"grid: {n_configs} configs ({preset} preset), {spec.epochs} epochs each")
 
+    if data is None:
+        from seqlab.sample import write_sample_csv
+
+        data = str(write_sample_csv(settings.output_dir / "sample"))
+        symbol = symbol or "ETH-SYNTHETIC"
+    symbol = symbol or "ETH"
+    plan = _ingest_and_plan(data, symbol, spec, settings, force, allow_private_urls)
+    if plan.to_train == 0:
+        grid_id, report_path = _finish_reused(plan, spec, preset, symbol, settings)
+        _say(f"nothing to train: {plan.reused} reused (grid {grid_id}), "
+             f"{time.perf_counter() - clock:.1f}s")
+        typer.echo(_closing(grid_id, report_path, settings))
+        _exit_now()
+        return
+
+    _say("starting Prefect (an ephemeral local server)…")
     # An offline machine cannot send telemetry; Prefect's per-task log lines would bury the bar.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # A busy 2-core machine can take longer than Prefect's default to start its local server.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from seqlab.flows.ephemeral import start_watched_server
-    from seqlab.flows.pipeline import pipeline
-    from seqlab.grid.spec import GridError, GridParams, resolve_spec
+    from seqlab.flows.report import build_grid_report
+    from seqlab.flows.train import train_grid
     from seqlab.warehouse import WarehouseError
     from seqlab.warehouse.gate import GateClosed
 
-    settings = Settings.from_env(warehouse, out)
-    try:
-        grid = GridParams(
-            preset=preset, cells=_list(cells), depths=_list(depths, int), norms=_list(norms),
-            feature_sets=_list(features), seeds=_seed_list(seeds), epochs=epochs,
-            lookback=lookback, hidden=hidden, batch_size=batch_size, lr=lr,
-            val_fraction=val_fraction)
-        resolve_spec(grid)  # refused here, before a server starts
-    except (GridError, ValueError) as exc:
-        _fail(str(exc))
-    params = dict(grid=grid, data=data, dispatch=dispatch, force=force, symbol=symbol,
-                  warehouse=str(settings.warehouse), output_dir=str(settings.output_dir))
+    paths = dict(warehouse=str(settings.warehouse), output_dir=str(settings.output_dir))
     start_watched_server()  # ends with this process, even on SIGKILL (seqlab.flows.ephemeral)
+    _say(f"Prefect ready ({time.perf_counter() - clock:.0f}s); training")
     try:
-        with _progress_bar():
-            result = pipeline(**params)
+        with _progress_bar(plan.to_train):
+            result = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol, **paths)
+        built = result.get("report") or build_grid_report(result["grid_id"], **paths)
     except (GridError, GateClosed, WarehouseError) as exc:
         _fail(str(exc))
-    grid, built = result["grid"], result["report"]
     typer.echo(
-        f"grid {grid['grid_id']}: {grid['trained']} trained, {grid['reused']} reused, "
-        f"{grid['failed']} failed\n"
-        f"report: {built.get('html_path')}\n"
-        f"        {built.get('markdown_path')}\n"
-        f"query:  seqlab query --warehouse {settings.warehouse} "
-        f"\"select cell, depth, norm, feature_set, best_test_loss, test_rmse_usd, baseline_rmse_usd "
-        f"from runs order by test_rmse_usd limit 5\""
-    )
+        f"grid {result['grid_id']}: {result['trained']} trained, {result['reused']} reused, "
+        f"{result['failed']} failed")
+    typer.echo(_closing(result["grid_id"], built.get("html_path"), settings))
 
 
-def _seed_list(text: str | None) -> list[int] | None:
-    values = _list(text, int)
-    if values is not None and len(values) == 1 and "," not in (text or ""):
-        return list(range(values[0]))  # "--seeds 3" means three seeds
-    return values
+def _exit_now() -> None:
+    """Exit at once from the console command: tearing down torch's and Great Expectations'
+    modules takes Python 2-3 s here (measured on 2 busy cores), a third of a reused grid's run.
+    Nothing is left to flush or stop on this path (no Prefect server was started)."""
+    import os
+
+    if Path(sys.argv[0]).name == "seqlab":  # not inside a test runner calling the app
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _say(line: str) -> None:
+    """A progress line at once, on stderr (stdout keeps the results)."""
+    typer.echo(line, err=True)
+
+
+def _ingest_and_plan(data: str, symbol: str, spec, settings: Settings, force: bool,
+                     allow_private_urls: bool):
+    """Ingest, gate and count what the grid would train, without Prefect, saying each step."""
+    from seqlab.grid.run import plan_grid
+    from seqlab.grid.spec import GridError
+    from seqlab.ingest.sources import SourceError
+    from seqlab.runners.ingest import IngestOptions, ingest_source
+    from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.gate import GateClosed
+
+    _say(f"ingesting {data} as {symbol}…")
+    try:
+        options = IngestOptions.from_settings(settings, symbol,
+                                              allow_private_urls=allow_private_urls or None)
+        for summary in ingest_source(data, options):
+            _say(f"ingested {summary.rows_valid} rows / {summary.rows_quarantined} quarantined "
+                 f"({summary.source})")
+        plan = plan_grid(spec, settings, symbol=symbol, force=force)
+    except (SourceError, GridError, GateClosed, WarehouseError, ValueError) as exc:
+        _fail(str(exc))
+    _say(f"gate passed: {plan.rows} days, data_version {plan.data_version[:12]}")
+    _say(f"{plan.to_train} configs to train, {plan.reused} reused")
+    return plan
+
+
+def _finish_reused(plan, spec, preset: str, symbol: str, settings: Settings) -> tuple[str, str | None]:
+    """A grid with nothing to train, without Prefect: the earlier grid of these very runs and
+    its report when there is one; otherwise a new grid linking the reused runs, and its report."""
+    from seqlab.grid.run import run_grid
+    from seqlab.runners.report import build_report
+    from seqlab.warehouse import WarehouseError
+
+    if plan.reused_grid and plan.report_path and Path(plan.report_path).is_file():
+        return plan.finished_grid, plan.report_path
+    try:
+        grid_id = plan.finished_grid or run_grid(spec, settings, symbol=symbol, preset=preset).grid_id
+        built = build_report(settings.warehouse, grid_id=grid_id,
+                             out_dir=settings.output_dir / "reports" / grid_id,
+                             timeout_s=settings.lock_timeout_s)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    return grid_id, str(built.html_path)
+
+
+def _seqlab_command() -> str:
+    """How to call seqlab as it was called: bare when `seqlab` on PATH is this one, else the
+    path of this environment's script (`.venv/bin/seqlab` after `make run`)."""
+    import os
+    import shutil
+
+    script = Path(sys.executable).parent / "seqlab"
+    found = shutil.which("seqlab")
+    if found and Path(found).resolve() == script.resolve():
+        return "seqlab"
+    relative = os.path.relpath(script)
+    return str(script) if relative.startswith("..") else relative
+
+
+def _closing(grid_id: str, report_path: str | None, settings: Settings) -> str:
+    """Where the report is, and a query of this grid's runs that works as printed."""
+    sql = ("select symbol, cell, depth, norm, feature_set, seed, test_rmse_usd, baseline_rmse_usd "
+           f"from report_runs where grid_id = '{grid_id}' order by test_rmse_usd limit 5")
+    return (f"report: {report_path}\n"
+            f"query:  {_seqlab_command()} query --warehouse {settings.warehouse} \"{sql}\"")
 
 
 class _progress_bar:
     """A terminal progress bar fed by the grid's progress listener."""
+
+    def __init__(self, total: int | None = None) -> None:
+        self.total = total
 
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -443,7 +590,7 @@ class _progress_bar:
 
         self.bar = Progress("[progress.description]{task.description}", BarColumn(),
                             MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
-        self.task = self.bar.add_task("training configs", total=None)
+        self.task = self.bar.add_task("training configs", total=self.total)
         self.bar.start()
 
         def listen(progress, line: str) -> None:

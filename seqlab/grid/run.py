@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from seqlab.config import Settings
-from seqlab.grid.execute import train_placed_pack
+from seqlab.engine.config import TrainConfig
+from seqlab.grid.execute import read_prices, train_placed_pack
 from seqlab.grid.plan import gpu_count, plan_devices, plan_host_packs
 from seqlab.grid.progress import GridProgress, notify
 from seqlab.grid.requests import RunOutcome, RunRequest, code_version, describe, plan_requests
@@ -26,7 +27,9 @@ from seqlab.schemas.symbols import check_symbol
 from seqlab.warehouse import load_prices
 from seqlab.warehouse.gate import check_unchanged, require_validated
 from seqlab.warehouse.runs import (
+    SINGLE_RUN_PRESET,
     completed_run_ids,
+    find_finished_grid,
     finish_grid,
     link_runs,
     start_grid,
@@ -198,3 +201,96 @@ def run_grid(spec: GridSpec, settings: Settings, *, symbol: str = "ETH", preset:
     return close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
                       failed=failed, seconds=time.perf_counter() - started)
 
+
+
+# --- before a grid: what it would train ---------------------------------------------------
+
+@dataclass(frozen=True)
+class GridPlan:
+    """What a grid would do on the stored prices, found without Prefect and without writing a
+    grid: the CLI says it from the first seconds and skips the engine when nothing is to train."""
+
+    data_version: str
+    rows: int
+    requests: list[RunRequest]
+    to_train: int
+    reused: int
+    finished_grid: str | None = None  # an earlier grid of these very runs, with nothing failed
+    report_path: str | None = None  # its latest report's index.html
+
+    @property
+    def reused_grid(self) -> bool:
+        return self.to_train == 0 and self.finished_grid is not None
+
+
+def plan_grid(spec: GridSpec, settings: Settings, *, symbol: str, force: bool = False) -> GridPlan:
+    """Gate the prices, check the spec fits them and count the configs to train and to reuse."""
+    data_version, rows = gate_prices(settings.warehouse, symbol)
+    check_spec_fits_data(spec, rows)
+    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
+                                  settings.output_dir / "snapshots")
+    requests = grid_requests(spec, symbol=symbol, data_version=data_version,
+                             prices_path=prices_path, output_dir=settings.output_dir)
+    ids = [r.run_id for r in requests]
+    done = set() if force else completed_run_ids(settings.warehouse, ids)
+    finished = None
+    if not force and len(done) == len(set(ids)):
+        finished = find_finished_grid(settings.warehouse, symbol=symbol, spec_key=spec.key(),
+                                      data_version=data_version,
+                                      code_version=requests[0].code_version, run_ids=ids)
+    return GridPlan(data_version, rows, requests, to_train=len(set(ids) - done), reused=len(done),
+                    finished_grid=finished[0] if finished else None,
+                    report_path=finished[1] if finished else None)
+
+
+# --- one config: `seqlab train` -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class SingleRun:
+    """A `seqlab train` run as stored: its run_id, grid and result (None when reused)."""
+
+    run_id: str
+    grid_id: str
+    reused: bool
+    outcome: RunOutcome | None
+
+
+def train_single(config: TrainConfig, settings: Settings, *, symbol: str, force: bool = False,
+                 on_epoch: Callable | None = None) -> SingleRun:
+    """Train one config on the symbol's validated prices and store it like any grid member.
+
+    It is a one-config grid (preset ``train``): the same run_id, tables and reuse as a grid
+    run, so an identical config on the same data and code is reused unless ``force``. The
+    config's device says where it trains, never which run it is.
+    """
+    identity = replace(config, device="auto")
+    spec = GridSpec(cells=(config.cell,), depths=(config.depth,), norms=(config.norm,),
+                    feature_sets=(config.feature_set,), seeds=(config.seed,),
+                    epochs=config.epochs, lookback=config.lookback, hidden=config.hidden,
+                    batch_size=config.batch_size, lr=config.lr, val_fraction=config.val_fraction)
+    data_version, rows = gate_prices(settings.warehouse, symbol)
+    check_spec_fits_data(spec, rows)
+    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
+                                  settings.output_dir / "snapshots")
+    [request] = plan_requests([identity], symbol=symbol, data_version=data_version,
+                              code=code_version(), prices_path=prices_path,
+                              checkpoint_dir=str(settings.output_dir / "checkpoints"))
+    grid_id, _ = open_grid(settings.warehouse, spec, SINGLE_RUN_PRESET, symbol, data_version,
+                           [request], "local")
+    todo, reused = split_reused(settings.warehouse, grid_id, [request], force=force)
+    started, outcome, failed = time.perf_counter(), None, 0
+    if todo:
+        from seqlab.engine.graphed import train_on_device
+
+        placed = request.on_device(config.device)
+        try:
+            result = train_on_device(placed.placed_config(), read_prices(prices_path),
+                                     checkpoint_dir=Path(request.checkpoint_dir), on_epoch=on_epoch)
+            outcome = RunOutcome(placed, result, None, "")
+        except Exception as exc:  # stored as a failed run, then raised to the caller
+            outcome = RunOutcome(placed, None, f"{type(exc).__name__}: {exc}", "")
+        store_outcomes(settings.warehouse, grid_id, [outcome])
+        failed = int(outcome.error is not None)
+    close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
+               failed=failed, seconds=time.perf_counter() - started)
+    return SingleRun(request.run_id, grid_id, bool(reused), outcome)

@@ -147,3 +147,52 @@ def load_run_checkpoint(path: Path, run_id: str, *, timeout_s: float = 10.0
             raise damage_in(path, exc) or WarehouseQueryError(
                 f"reading run {run_id!r} from {path} failed: {exc}") from exc
     return None if row is None else (row[0], row[1])
+
+
+def find_finished_grid(path: Path, *, symbol: str, spec_key: str, data_version: str,
+                       code_version: str, run_ids: list[str], timeout_s: float = 10.0,
+                       ) -> tuple[str, str | None] | None:
+    """The latest completed grid of this spec, data and code that holds every one of
+    ``run_ids`` with no failure, and its latest report's ``index.html`` (None when it has
+    none); None when there is no such grid. A rerun that would train nothing is that grid."""
+    if not run_ids or not Path(path).exists():
+        return None
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        row = con.execute(
+            """
+            SELECT g.grid_id,
+                   (SELECT html_path FROM reports r WHERE r.grid_id = g.grid_id
+                    ORDER BY built_at DESC LIMIT 1)
+            FROM grids g
+            WHERE g.symbol = ? AND g.spec_key = ? AND g.data_version = ? AND g.code_version = ?
+              AND g.status = 'completed' AND coalesce(g.n_failed, 0) = 0
+              AND (SELECT count(*) FROM grid_runs l WHERE l.grid_id = g.grid_id
+                   AND list_contains(?, l.run_id)) = ?
+            ORDER BY g.started_at DESC, g.grid_id DESC LIMIT 1
+            """,
+            [symbol, spec_key, data_version, code_version, run_ids, len(set(run_ids))],
+        ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+# `seqlab train`'s one-config grids: not what `best` means by "the latest grid".
+SINGLE_RUN_PRESET = "train"
+
+
+def best_validated_run(path: Path, symbol: str, *, timeout_s: float = 10.0) -> tuple[str, str] | None:
+    """(run_id, grid_id) of the run with the lowest validation loss in the latest grid of
+    ``symbol`` that has a validated run (one-config grids of ``seqlab train`` left out);
+    None when there is none."""
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        row = con.execute(
+            """
+            SELECT r.run_id, g.grid_id
+            FROM grids g JOIN grid_runs l ON l.grid_id = g.grid_id JOIN runs r ON r.run_id = l.run_id
+            WHERE g.symbol = ? AND coalesce(g.preset, '') <> ? AND r.status = 'ok'
+              AND r.selected_on = 'validation' AND r.best_val_loss IS NOT NULL
+              AND r.checkpoint_path IS NOT NULL
+            ORDER BY g.started_at DESC, g.grid_id DESC, r.best_val_loss ASC, r.run_id LIMIT 1
+            """,
+            [symbol, SINGLE_RUN_PRESET],
+        ).fetchone()
+    return None if row is None else (row[0], row[1])

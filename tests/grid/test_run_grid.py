@@ -84,7 +84,7 @@ def test_the_cli_and_run_grid_store_the_same_rows(plain, ingested, tmp_path):
     script = Path(sys.executable).with_name("seqlab")
     done = subprocess.run(
         [str(script), "run", "--data", str(COINCODEX), "--symbol", "ETH", "--cells", "rnn,gru",
-         "--depths", "1", "--norms", "none,layer", "--features", "close", "--seeds", "1",
+         "--depths", "1", "--norms", "none,layer", "--feature-sets", "close", "--seeds", "0",
          "--epochs", "2", "--hidden", "4", "--lookback", "10",
          "--warehouse", str(settings.warehouse), "--out", str(settings.output_dir)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
