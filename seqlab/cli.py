@@ -374,6 +374,24 @@ def _silence_stdout() -> None:
 
 
 @app.command()
+def validations(
+    symbol: Annotated[str | None, typer.Option(metavar="SYMBOL", help="One symbol (default: all).",
+                                               callback=_checked_symbol)] = None,
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """The latest validation of each symbol's prices: every expectation, its observed value,
+    pass/fail (offline; GX's data docs are an extra)."""
+    from seqlab.runners.report import validations_text
+    from seqlab.warehouse import WarehouseError
+
+    settings = Settings.from_env(warehouse, None)
+    try:
+        typer.echo(validations_text(settings.warehouse, symbol, timeout_s=settings.lock_timeout_s))
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def report(
     grid_id: Annotated[str | None, typer.Option("--grid-id", metavar="ID", help="Grid to report (default: latest).")] = None,
     warehouse: WarehouseOpt = None,

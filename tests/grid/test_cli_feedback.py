@@ -118,6 +118,14 @@ def test_a_grid_with_nothing_to_train_skips_prefect_and_reuses_its_report(monkey
     assert rows.height == 3 and set(rows["symbol"]) == {"ETH-SYNTHETIC"}
     assert "feature_set" in rows.columns
 
+    checked = CliRunner().invoke(cli.app, ["validations", "--warehouse", str(settings.warehouse)])
+    assert checked.exit_code == 0 and "gate passed" in checked.output
+    monkeypatch.setenv("SEQLAB_OUTPUT_DIR", str(settings.output_dir))
+    rebuilt = CliRunner().invoke(cli.app, ["report", "--warehouse", str(settings.warehouse)])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert str(report) in rebuilt.output  # its grid's own folder, never reports/index.html
+    assert not (settings.output_dir / "reports" / "index.html").exists()
+
 
 def test_a_grid_sharing_trained_runs_with_others_links_them_without_prefect(monkeypatch, tmp_path):
     """Every run trained before, but by two different grids: a new grid links them all."""
