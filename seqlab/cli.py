@@ -450,9 +450,10 @@ def run(
     import os
     import time
 
+    clock = time.perf_counter()
+    _say("checking the grid's settings…")  # before torch loads (2-3 s): the first second speaks
     from seqlab.grid.spec import GridError, GridParams, resolve_spec
 
-    clock = time.perf_counter()
     settings = Settings.from_env(warehouse, out)
     try:  # refused here, before anything is ingested or any server starts
         grid = GridParams(

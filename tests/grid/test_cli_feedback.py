@@ -50,7 +50,9 @@ def test_a_bad_cell_is_refused_before_ingest_or_prefect(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "unknown cells ['transformer']; allowed: rnn, lstm, gru" in done.stderr
     assert "ingesting" not in done.stderr and "Prefect" not in done.stderr
-    assert seconds < 5.0, seconds  # no server start, no ingest: only Python's start-up
+    # No server start, no ingest: Python and torch loading (about 3 s on 2 busy cores; a
+    # Prefect start and an ingest took 45-52 s). The bound leaves room for a loaded machine.
+    assert seconds < 8.0, seconds
     assert not (tmp_path / "prefect").exists()  # Prefect never ran: it makes its home first
     assert query(warehouse, "SELECT count(*) AS n FROM ingestions")["n"][0] == before
 
