@@ -96,8 +96,9 @@ def render_results_markdown(summary: ReportSummary, *, html_path: Path, markdown
     if summary.synthetic:
         lines += [f"**SYNTHETIC DATA** ({summary.symbol}): not real prices.", ""]
     lines += [*(f"- {line}" for line in summary.headline), ""]
-    lines += ["## Verdicts", "", "| # | claim | verdict |", "|---:|---|---|"]
-    lines += [f"| {c.number} | {c.statement.replace('|', '/')} | **{c.verdict}**"
+    # The verdict before the statement: a narrow UI pane cuts the last column off.
+    lines += ["## Verdicts", "", "| # | verdict | claim |", "|---:|---|---|"]
+    lines += [f"| {c.number} | **{c.verdict}** | {c.statement.replace('|', '/')}"
               + (f" ({c.note.replace('|', '/')})" if c.note else "") + " |" for c in summary.claims]
     lines += ["", "## The report", ""]
     if html_url:

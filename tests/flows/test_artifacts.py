@@ -63,7 +63,7 @@ def assert_names_every_verdict(markdown: str, report: dict) -> None:
     claims = json.loads(Path(report["html_path"]).with_name("claims.json").read_text())["claims"]
     assert len(claims) == 6
     for claim in claims:
-        assert f"| {claim['number']} | {claim['statement']} | **{claim['verdict']}**" in markdown
+        assert f"| {claim['number']} | **{claim['verdict']}** | {claim['statement']}" in markdown
 
 
 def test_train_grid_publishes_the_leaderboard_and_the_verdicts(grid_run, workspace):

@@ -58,7 +58,7 @@ def test_report_flow_writes_files_records_build_and_publishes_artifact(
     markdown = ours[-1]
     assert "Report: grid flow-grid" in markdown and "SYNTHETIC" in markdown
     assert f"`{html.resolve()}`" in markdown and "file://" not in markdown  # a path, not a link
-    assert "| 6 | The models beat the naive persistence baseline" in markdown  # the verdicts
+    assert "| The models beat the naive persistence baseline" in markdown  # the verdicts
 
 
 def test_a_grid_whose_runs_all_failed_still_gets_a_report(tmp_path: Path) -> None:

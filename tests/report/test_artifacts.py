@@ -48,8 +48,8 @@ def test_markdown_names_each_verdict_the_path_and_a_link_only_when_served(tmp_pa
     html, md = tmp_path / "index.html", tmp_path / "report.md"
     text = render_results_markdown(summary, html_path=html, markdown_path=md)
     assert "SYNTHETIC" in text and "- Best: gru." in text
-    assert "| 1 | Close beats all / always | **supported** |" in text
-    assert "| 6 | Models beat persistence | **not tested** (no test days) |" in text
+    assert "| 1 | **supported** | Close beats all / always |" in text
+    assert "| 6 | **not tested** | Models beat persistence (no test days) |" in text
     assert f"`{html}`" in text and f"`{md}`" in text and "open it" not in text
     linked = render_results_markdown(summary, html_path=html, markdown_path=md,
                                      html_url="http://h/reports/g1/index.html")
