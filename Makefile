@@ -29,7 +29,7 @@ shell: setup
 
 # The Prefect UI at http://127.0.0.1:4200 (keep it in its own terminal; Ctrl-C stops it).
 ui: setup
-	$(BIN)/prefect server start
+	$(BIN)/prefect server start --host 127.0.0.1
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
