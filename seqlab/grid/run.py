@@ -247,10 +247,11 @@ def plan_grid(spec: GridSpec, settings: Settings, *, symbol: str, force: bool = 
 
 @dataclass(frozen=True)
 class SingleRun:
-    """A `seqlab train` run as stored: its run_id, grid and result (None when reused)."""
+    """A `seqlab train` run as stored: its run_id, its one-config grid and result (both None
+    when an identical run was stored before: then nothing is written)."""
 
     run_id: str
-    grid_id: str
+    grid_id: str | None
     reused: bool
     outcome: RunOutcome | None
 
@@ -275,6 +276,8 @@ def train_single(config: TrainConfig, settings: Settings, *, symbol: str, force:
     [request] = plan_requests([identity], symbol=symbol, data_version=data_version,
                               code=code_version(), prices_path=prices_path,
                               checkpoint_dir=str(settings.output_dir / "checkpoints"))
+    if not force and completed_run_ids(settings.warehouse, [request.run_id]):
+        return SingleRun(request.run_id, None, True, None)  # no grid row for a run not made
     grid_id, _ = open_grid(settings.warehouse, spec, SINGLE_RUN_PRESET, symbol, data_version,
                            [request], "local")
     todo, reused = split_reused(settings.warehouse, grid_id, [request], force=force)

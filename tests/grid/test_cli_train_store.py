@@ -45,6 +45,7 @@ def test_train_stores_its_run_reuses_it_and_predict_takes_the_run_id(tmp_path, c
                      "checkpoint_path": stored["checkpoint_path"][0]}
     assert query(warehouse, "SELECT stored_at FROM runs")["stored_at"].to_list() == \
         stored["stored_at"].to_list()
+    assert query(warehouse, "SELECT count(*) AS n FROM grids")["n"][0] == 1  # nothing new
     forced = _train(warehouse, out, "--force")
     assert forced["run_id"] == run_id and forced["reused"] is False
     assert query(warehouse, "SELECT count(*) AS n FROM runs")["n"][0] == 1
