@@ -452,7 +452,7 @@ def run(
 
     clock = time.perf_counter()
     _say("checking the grid's settings…")  # before torch loads (2-3 s): the first second speaks
-    from seqlab.grid.spec import GridError, GridParams, resolve_spec
+    from seqlab.grid.spec import GridError, GridParams, build_grid, resolve_spec
 
     settings = Settings.from_env(warehouse, out)
     try:  # refused here, before anything is ingested or any server starts
@@ -468,8 +468,7 @@ def run(
         _fail(f"unknown dispatch {dispatch!r}; allowed: local, pool")
     if allow_private_urls:  # the flows run in this process and read the setting there
         os.environ["SEQLAB_ALLOW_PRIVATE_URLS"] = "1"
-    n_configs = len(spec.cells) * len(spec.depths) * len(spec.norms) * len(spec.feature_sets) * len(spec.seeds)
-    _say(f"grid: {n_configs} configs ({preset} preset), {spec.epochs} epochs each")
+    _say(f"grid: {len(build_grid(spec))} configs ({preset} preset), {spec.epochs} epochs each")
 
     if data is None:
         from seqlab.sample import write_sample_csv
