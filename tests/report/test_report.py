@@ -314,15 +314,3 @@ def test_unknown_grid_and_missing_warehouse_fail_clearly(grid, tmp_path) -> None
         build_report(missing, out_dir=tmp_path / "r")
     assert not missing.exists()
 
-
-def test_the_readmes_sql_examples_run_and_return_rows(grid) -> None:
-    """Every statement of the README's Query section, on a warehouse with a grid."""
-    warehouse, _, _ = grid
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("## Query the results", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
-    code = "\n".join(line for line in block.splitlines() if not line.startswith("--"))
-    statements = [part.strip() for part in code.split(";") if part.strip()]
-    assert len(statements) == 5
-    for statement in statements[1:]:  # the first counts quarantined rows: none in this file
-        assert query(warehouse, statement).height > 0, statement
-    assert query(warehouse, statements[0]).columns == ["rule", "count_star()"]
