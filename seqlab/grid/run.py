@@ -83,6 +83,16 @@ def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Pat
     return str(target)
 
 
+def gated_prices(spec: GridSpec, settings: Settings, symbol: str) -> tuple[str, int, str]:
+    """(data_version, rows, snapshot path): the gate passed, the spec fits the prices, and
+    the prices workers will read are written once."""
+    data_version, rows = gate_prices(settings.warehouse, symbol)
+    check_spec_fits_data(spec, rows)
+    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
+                                  settings.output_dir / "snapshots")
+    return data_version, rows, prices_path
+
+
 def grid_requests(spec: GridSpec, *, symbol: str, data_version: str, prices_path: str,
                   output_dir: Path) -> list[RunRequest]:
     """One request per config of the spec, keyed by this code's version."""
@@ -177,10 +187,7 @@ def run_grid(spec: GridSpec, settings: Settings, *, symbol: str = "ETH", preset:
     The same steps, devices, packs and thread counts as the ``train-grid`` flow's local
     dispatch; GPU packs run without Prefect's per-GPU concurrency limits (one process).
     """
-    data_version, rows = gate_prices(settings.warehouse, symbol)
-    check_spec_fits_data(spec, rows)
-    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
-                                  settings.output_dir / "snapshots")
+    data_version, _, prices_path = gated_prices(spec, settings, symbol)
     requests = grid_requests(spec, symbol=symbol, data_version=data_version,
                              prices_path=prices_path, output_dir=settings.output_dir)
     grid_id, _ = open_grid(settings.warehouse, spec, preset, symbol, data_version, requests, "local")
@@ -225,10 +232,7 @@ class GridPlan:
 
 def plan_grid(spec: GridSpec, settings: Settings, *, symbol: str, force: bool = False) -> GridPlan:
     """Gate the prices, check the spec fits them and count the configs to train and to reuse."""
-    data_version, rows = gate_prices(settings.warehouse, symbol)
-    check_spec_fits_data(spec, rows)
-    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
-                                  settings.output_dir / "snapshots")
+    data_version, rows, prices_path = gated_prices(spec, settings, symbol)
     requests = grid_requests(spec, symbol=symbol, data_version=data_version,
                              prices_path=prices_path, output_dir=settings.output_dir)
     ids = [r.run_id for r in requests]
@@ -269,10 +273,7 @@ def train_single(config: TrainConfig, settings: Settings, *, symbol: str, force:
                     feature_sets=(config.feature_set,), seeds=(config.seed,),
                     epochs=config.epochs, lookback=config.lookback, hidden=config.hidden,
                     batch_size=config.batch_size, lr=config.lr, val_fraction=config.val_fraction)
-    data_version, rows = gate_prices(settings.warehouse, symbol)
-    check_spec_fits_data(spec, rows)
-    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
-                                  settings.output_dir / "snapshots")
+    data_version, _, prices_path = gated_prices(spec, settings, symbol)
     [request] = plan_requests([identity], symbol=symbol, data_version=data_version,
                               code=code_version(), prices_path=prices_path,
                               checkpoint_dir=str(settings.output_dir / "checkpoints"))

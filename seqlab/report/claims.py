@@ -293,6 +293,16 @@ def claim_cells_alike_when_deep(inputs: ClaimInputs) -> list[Comparison]:
     ]
 
 
+def _late_wobble(m: pl.DataFrame, norm: str, others: tuple[str, ...], test: str) -> list[Comparison]:
+    """Late stability of ``norm`` against each of ``others``: decided on the test loss, the
+    train loss shown beside it."""
+    return [
+        _factor_comparison(m, "norm", norm, other, f"late_{loss}_wobble",
+                           f"late {loss} log-loss wobble", test, decides=loss == "test")
+        for other in others for loss in ("test", "train")
+    ]
+
+
 def claim_batchnorm_early_fast_late_noisy(inputs: ClaimInputs) -> list[Comparison]:
     m, at = inputs.metrics, inputs.early_epoch
     out = []
@@ -301,12 +311,7 @@ def claim_batchnorm_early_fast_late_noisy(inputs: ClaimInputs) -> list[Compariso
                                       f"train loss at epoch {at}", "lower"))
         out.append(_factor_comparison(m, "norm", "batch", other, "early_test_loss",
                                       f"test loss at epoch {at}", "lower", decides=False))
-    for other in ("none", "layer"):
-        out.append(_factor_comparison(m, "norm", "batch", other, "late_test_wobble",
-                                      "late test log-loss wobble", "higher"))
-        out.append(_factor_comparison(m, "norm", "batch", other, "late_train_wobble",
-                                      "late train log-loss wobble", "higher", decides=False))
-    return out
+    return out + _late_wobble(m, "batch", ("none", "layer"), "higher")
 
 
 def claim_layernorm_fast_stable(inputs: ClaimInputs) -> list[Comparison]:
@@ -320,12 +325,7 @@ def claim_layernorm_fast_stable(inputs: ClaimInputs) -> list[Comparison]:
                 diffs=lambda other=other, loss=loss: threshold_log_ratios(
                     inputs, "norm", "layer", other, loss),
             ))
-    for other in ("none", "batch"):
-        out.append(_factor_comparison(m, "norm", "layer", other, "late_test_wobble",
-                                      "late test log-loss wobble", "lower"))
-        out.append(_factor_comparison(m, "norm", "layer", other, "late_train_wobble",
-                                      "late train log-loss wobble", "lower", decides=False))
-    return out
+    return out + _late_wobble(m, "layer", ("none", "batch"), "lower")
 
 
 def selection_scores(m: pl.DataFrame) -> tuple[pl.Expr, str]:

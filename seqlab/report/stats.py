@@ -71,17 +71,21 @@ def _finite(values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+def _mean_se(values) -> tuple[float, float, int]:
+    """Mean, standard error and count of the finite values."""
+    x = _finite(values)
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)), int(x.size)
+
+
 def t_estimate(values, *, confidence: float = CONFIDENCE) -> Estimate | None:
     """Mean of ``values`` with its t interval and the two-sided p-value of mean = 0.
 
     None with fewer than two finite values. Identical values give a zero-width interval
     and p = 0 (when the mean is not 0) or 1.
     """
-    x = _finite(values)
-    n = x.size
-    if n < 2:
+    if _finite(values).size < 2:
         return None
-    mean, se = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
+    mean, se, n = _mean_se(values)
     if se == 0.0:
         return Estimate(mean, mean, mean, n, 1.0 if mean == 0.0 else 0.0)
     q = float(sps.t.ppf(0.5 + confidence / 2, df=n - 1))
@@ -91,10 +95,7 @@ def t_estimate(values, *, confidence: float = CONFIDENCE) -> Estimate | None:
 
 def equivalence_p(values, margin: float) -> float:
     """Two one-sided t tests (TOST) of |mean| >= margin: small p means "alike"."""
-    x = _finite(values)
-    n = x.size
-    se = float(x.std(ddof=1) / math.sqrt(n))
-    mean = float(x.mean())
+    mean, se, n = _mean_se(values)
     if se == 0.0:
         return 0.0 if abs(mean) < margin else 1.0
     lower = sps.t.sf((mean + margin) / se, df=n - 1)  # H0: mean <= -margin
@@ -104,10 +105,8 @@ def equivalence_p(values, margin: float) -> float:
 
 def beyond_margin_p(values, margin: float) -> float:
     """One-sided t test that the mean lies beyond ``margin`` on the side it was observed."""
-    x = _finite(values)
-    n = x.size
-    se = float(x.std(ddof=1) / math.sqrt(n))
-    distance = abs(float(x.mean())) - margin
+    mean, se, n = _mean_se(values)
+    distance = abs(mean) - margin
     if se == 0.0:
         return 0.0 if distance > 0 else 1.0
     return float(sps.t.sf(distance / se, df=n - 1))

@@ -150,9 +150,11 @@ JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GRO
 
 # --- migration 4: validation-based selection, level-free dynamics, adjusted verdicts -------
 # The per-run dynamics below mirror seqlab.report.dynamics (the report computes them in
-# Python; tests/report/test_dynamics_views.py pins the two to the same numbers):
-# loss at fixed epochs 10/50/200, and the late wobble, the residual std of a straight
-# line through log(loss) over the last least(50, n // 2) epochs (at least 5).
+# Python; tests/report/test_report.py::test_dynamics_in_the_html_are_the_pure_metrics_and_
+# the_views_agree pins the two to the same numbers): loss at fixed epochs 10/50/200, and the
+# late wobble, the residual std of a straight line through log(loss) over the last
+# least(50, n // 2) epochs (at least 5). The numbers are written here, not imported: this
+# SQL is a migration, frozen once shipped; a new definition is a new migration.
 FIXED_EPOCHS = (10, 50, 200)
 LATE_EPOCHS = 50
 MIN_LATE_EPOCHS = 5
