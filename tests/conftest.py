@@ -23,6 +23,16 @@ REAL_DATA = Path(os.environ.get("SEQLAB_REAL_DATA") or REPO_ROOT.parent / "share
 COINCODEX = REAL_DATA / "eth_daily_coincodex_2015-08-08_2025-08-08.csv"
 
 
+def ingest_coincodex(folder: Path, name: str = "w.duckdb") -> Path:
+    """A new warehouse in ``folder`` holding the validated CoinCodex prices as ETH."""
+    from seqlab.runners.ingest import IngestOptions, ingest_source
+
+    warehouse = folder / name
+    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=warehouse,
+                                                docs_dir=folder / "docs"))
+    return warehouse
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     if not REAL_DATA.is_dir():

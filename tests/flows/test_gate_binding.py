@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.tasks.grid import snapshot_prices
 from seqlab.warehouse import load_prices, load_validations
 from seqlab.warehouse.gate import GateClosed, require_validated
-from tests.conftest import COINCODEX, REAL_DATA
+from tests.conftest import REAL_DATA, ingest_coincodex
 
 SEQLAB = Path(sys.executable).parent / "seqlab"
 YAHOO = REAL_DATA / "eth_daily_yahoo_2017-11-09_2024-07-26.csv"
@@ -61,9 +60,7 @@ def short_csv(tmp_path_factory, coincodex_prices) -> Path:
 def unvalidated(tmp_path_factory) -> Path:
     """A warehouse whose current prices were stored by an ingest killed before validation."""
     folder = tmp_path_factory.mktemp("unvalidated")
-    warehouse = folder / "w.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=warehouse,
-                                                docs_dir=folder / "docs"))
+    warehouse = ingest_coincodex(folder)
     assert require_validated(warehouse, "ETH").prices.height == 3654  # validated and passing
     killed = subprocess.run([sys.executable, "-c", _KILLED_INGEST, str(YAHOO), str(warehouse),
                              str(folder / "docs")], capture_output=True, text=True, timeout=120)

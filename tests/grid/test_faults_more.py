@@ -21,11 +21,10 @@ from seqlab.engine.config import TrainConfig
 from seqlab.grid.execute import train_request
 from seqlab.grid.requests import RunOutcome, RunRequest, plan_requests
 from seqlab.grid.results import outcome_frames
-from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseLocked, current_data_version, query
 from seqlab.warehouse.runs import start_grid, store_run_results
 from seqlab.warehouse.sandbox import run_user_query
-from tests.conftest import COINCODEX, REPO_ROOT
+from tests.conftest import REPO_ROOT, ingest_coincodex
 
 TINY_CONFIG = dict(hidden=4, epochs=2, lookback=10)
 READ_TIMEOUT_S = 3.0
@@ -97,11 +96,7 @@ with connect(Path(sys.argv[1])) as con:
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> Path:
     """A warehouse with the validated CoinCodex prices; each test works on its own copy."""
-    folder = tmp_path_factory.mktemp("faults-more")
-    warehouse = folder / "ingested.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=warehouse,
-                                                docs_dir=folder / "docs"))
-    return warehouse
+    return ingest_coincodex(tmp_path_factory.mktemp("faults-more"), "ingested.duckdb")
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ import pytest
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
 from seqlab.grid.run import run_grid
-from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import query
-from tests.conftest import COINCODEX
+from tests.conftest import COINCODEX, ingest_coincodex
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,11 +31,7 @@ TABLES = {"runs": "run_id", "epoch_metrics": "run_id, epoch", "predictions": "ru
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ingested")
-    warehouse = folder / "w.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=warehouse,
-                                                 docs_dir=folder / "docs"))
-    return warehouse
+    return ingest_coincodex(tmp_path_factory.mktemp("ingested"))
 
 
 def _copy(ingested: Path, folder: Path) -> Settings:

@@ -9,19 +9,15 @@ from seqlab.engine.result import TrainResult
 from seqlab.grid import PRESETS
 from seqlab.grid.requests import RunOutcome, plan_requests
 from seqlab.grid.results import outcome_frames
-from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.tasks.grid import GateClosed, require_gate, reuse_finished_runs, snapshot_prices
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import start_grid, store_run_results
-from tests.conftest import COINCODEX
+from tests.conftest import ingest_coincodex
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tasks")
-    path = folder / "w.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=path, docs_dir=folder / "docs"))
-    return path
+    return ingest_coincodex(tmp_path_factory.mktemp("tasks"))
 
 
 def test_gate_gives_the_current_version_or_refuses(warehouse):

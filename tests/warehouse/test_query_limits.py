@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqlab.cli import app
-from seqlab.runners.ingest import IngestOptions, ingest_source
-from tests.conftest import COINCODEX
+from tests.conftest import ingest_coincodex
 
 SEQLAB = Path(sys.executable).parent / "seqlab"
 # The child's peak RSS, measured by a parent that runs nothing else.
@@ -29,10 +28,7 @@ MEMORY_BOUND_MB = 450
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("limits")
-    path = folder / "w.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=path, docs_dir=folder / "docs"))
-    return path
+    return ingest_coincodex(tmp_path_factory.mktemp("limits"))
 
 
 def _query(warehouse: Path, sql: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:

@@ -8,18 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from seqlab.cli import app
-from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseQueryError, query
 from seqlab.warehouse.sandbox import run_user_query
-from tests.conftest import COINCODEX
+from tests.conftest import ingest_coincodex
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sandbox")
-    path = folder / "w.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=path, docs_dir=folder / "docs"))
-    return path
+    return ingest_coincodex(tmp_path_factory.mktemp("sandbox"))
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from seqlab.cli import app
-from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import WarehouseDamaged, load_prices, query
-from tests.conftest import COINCODEX
+from tests.conftest import COINCODEX, ingest_coincodex
 
 SEQLAB = Path(sys.executable).parent / "seqlab"
 # 4 KiB of noise. Not a repeated pattern: DuckDB's checksum XORs 8-byte words, so a word
@@ -27,10 +26,7 @@ GARBAGE = random.Random(13).randbytes(4096)
 
 @pytest.fixture(scope="module")
 def healthy(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("damage")
-    path = folder / "w.duckdb"
-    ingest_source(str(COINCODEX), IngestOptions(symbol="ETH", warehouse=path, docs_dir=folder / "docs"))
-    return path
+    return ingest_coincodex(tmp_path_factory.mktemp("damage"))
 
 
 def _layout(path: Path) -> tuple[int, int]:
