@@ -16,6 +16,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # `make test` runs two pytest workers on two cores: one torch thread each avoids oversubscription.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The fused engine's Triton kernels run on CPU tensors only in Triton's interpreter, which
+# must be chosen before triton is first imported; on a CUDA machine they compile natively.
+if not Path("/dev/nvidia0").exists():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # SEQLAB_REAL_DATA: the same files elsewhere (a GPU machine gets only the checkout).

@@ -19,7 +19,7 @@ def pipeline(
     grid: GridParams = GridParams(), data: str | None = None,
     dispatch: Literal["local", "pool"] = "local", force: bool = False, symbol: str | None = None,
     warehouse: str | None = None, output_dir: str | None = None, pack_size: int = 0,
-    pack_mode: Literal["streams", "batched"] = "streams",
+    pack_mode: Literal["streams", "batched", "fused"] = "streams",
 ) -> dict:
     """The whole job. Without ``data`` it runs on the bundled SYNTHETIC sample (ETH-SYNTHETIC)."""
     settings = Settings.from_env(warehouse, output_dir)

@@ -25,13 +25,13 @@ def train_grid(
     warehouse: str | None = None, output_dir: str | None = None, slots_per_gpu: int = 2,
     shards: int = 2, results: str | None = None, shard_deployment: str = "train-shard/train-shard",
     shard_timeout_s: float = 24 * 3600, pack_size: int = 0,
-    pack_mode: Literal["streams", "batched"] = "streams",
+    pack_mode: Literal["streams", "batched", "fused"] = "streams",
 ) -> dict:
     """Train every config of ``grid`` on the symbol's validated prices; store every result.
 
     Configs already trained on the same data by the same code are reused unless ``force``.
     On GPUs configs train in packs of ``pack_size`` (0: sized from memory and measured
-    throughput; 1: no packing), ``pack_mode`` streams or batched; each member is its own run.
+    throughput; 1: no packing), ``pack_mode`` streams, batched or fused; each member is its own run.
     """
     check_pack_mode(pack_mode)
     spec, settings = resolve_spec(grid), Settings.from_env(warehouse, output_dir)

@@ -62,6 +62,8 @@ def train_pack_requests(pack: Sequence[RunRequest], worker: str = "", mode: str 
         configs = [r.placed_config() for r in pack]
         if mode == "batched":
             from seqlab.engine.batched import train_pack_batched as trainer
+        elif mode == "fused":
+            from seqlab.engine.fused import train_pack_fused as trainer
         else:
             from seqlab.engine.packing import train_pack as trainer
         results = trainer(configs, prices, checkpoint_dir=Path(pack[0].checkpoint_dir))

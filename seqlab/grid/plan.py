@@ -2,7 +2,7 @@
 
 A pack is a list of run requests trained in lock-step by one task (see
 ``seqlab.engine.packing`` for the ``streams`` mode, ``seqlab.engine.batched`` for
-``batched``); every member is still stored as its own run. On a CPU host packs bring
+``batched``, ``seqlab.engine.fused`` for ``fused``); every member is still stored as its own run. On a CPU host packs bring
 nothing, so the automatic size there is 1. Devices: GPUs round-robin with slots, else CPU.
 """
 
@@ -23,7 +23,7 @@ from seqlab.engine.recording import EVAL_CHUNK
 from seqlab.grid.requests import RunRequest
 from seqlab.models.rnn import GATES
 
-PACK_MODES = ("streams", "batched")
+PACK_MODES = ("streams", "batched", "fused")
 _SAFETY = 2.0  # graph pools, allocator rounding and cuDNN workspaces on top of the tensors
 
 
@@ -38,6 +38,10 @@ def group_key(config: TrainConfig, mode: str) -> tuple:
         from seqlab.engine.batched import batchable_key
 
         return batchable_key(config)
+    if mode == "fused":
+        from seqlab.engine.fused import fusable_key
+
+        return fusable_key(config)
     return pack_key(config)
 
 

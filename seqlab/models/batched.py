@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.models.recurrence import recurrence_torch
 from seqlab.models.rnn import GATES, ModelConfig, StackedRNN
 
 BN_MOMENTUM, NORM_EPS = 0.1, 1e-5  # nn.BatchNorm1d / nn.LayerNorm defaults
@@ -36,33 +37,7 @@ class BatchedRecurrentLayer(nn.Module):
         # All time steps' input projections in one batched matmul.
         projected = torch.baddbmm(self.bias_ih.unsqueeze(1), x.reshape(k, t * b, n_in),
                                   self.weight_ih.transpose(1, 2)).view(k, t, b, -1)
-        w_hh_t, b_hh = self.weight_hh.transpose(1, 2), self.bias_hh.unsqueeze(1)
-        h = x.new_zeros(k, b, self.hidden)
-        c = x.new_zeros(k, b, self.hidden)  # LSTM cell state
-        outputs = []
-        # unbind, not projected[:, step]: its backward is one stack, where T selects would
-        # each scatter into a zeroed copy of the whole projection.
-        for step_input in projected.unbind(1):  # plain Python: unrolled into the captured graph
-            recurrent = torch.baddbmm(b_hh, h, w_hh_t)  # (K, B, G*H)
-            h, c = self._cell(step_input, recurrent, h, c)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)  # (K, T, B, H)
-
-    def _cell(self, projected: torch.Tensor, recurrent: torch.Tensor, h: torch.Tensor,
-              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step with torch's equations; returns the new (h, c)."""
-        if self.cell == "rnn":
-            return torch.tanh(projected + recurrent), c
-        if self.cell == "lstm":
-            i, f, g, o = (projected + recurrent).chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.sigmoid(o) * torch.tanh(c), c
-        x_r, x_z, x_n = projected.chunk(3, dim=-1)
-        h_r, h_z, h_n = recurrent.chunk(3, dim=-1)
-        r = torch.sigmoid(x_r + h_r)
-        z = torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
-        return (1 - z) * n + z * h, c
+        return recurrence_torch(self.cell, projected, self.weight_hh, self.bias_hh)
 
 
 class BatchedNorm(nn.Module):

@@ -1,0 +1,288 @@
+"""Fused packs: K configs of any cells, depths, norms and feature sets trained as one model.
+
+Where batched packs (:mod:`seqlab.engine.batched`) need one architecture, a fused pack
+takes the grid's whole mix: a :class:`seqlab.models.fused.FusedPackModel` runs each layer
+index once for all members that have it, its recurrence one persistent Triton kernel per
+cell forward and one backward (:mod:`seqlab.models.triton_rnn`). Everything else, the
+input projections, norms, head, loss, per-member clipping and one Adam over the stacked
+parameters, is batched across members, and on CUDA the whole step is one CUDA graph.
+
+Each member stays equal to its own eager run (``seqlab.engine.train.train_config``), up
+to float reassociation, as in batched packs: the same seeded init copied into its rows,
+its own seeded batch order, the sum of members' losses (no parameter row is shared, so
+row k's gradient is member k's own), clipping per member, elementwise Adam. Members with
+different feature sets read their own windows, zero-padded to the widest set.
+
+Where the kernels cannot run (no Triton, not CUDA unless ``TRITON_INTERPRET=1``, a hidden
+size the kernels do not tile, windows of different counts), :func:`train_pack_fused`
+trains the pack as stream packs instead and records why on every run
+(``determinism["fused_refused"]``); fused runs record ``pack.mode = "fused"`` and
+``recurrence``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from seqlab.engine.batched import MemberState, member_mse
+from seqlab.engine.config import TrainConfig
+from seqlab.engine.graphed import (
+    CapturedRun,
+    CaptureError,
+    DeviceData,
+    make_capturable_optimizer,
+)
+from seqlab.engine.packing import PackEpochCallback, pack_key, train_pack
+from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
+from seqlab.engine.result import TrainResult
+from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
+from seqlab.engine.train import batch_plan, folds_single_window
+from seqlab.features.windows import FeatureData, build_features
+from seqlab.models import triton_rnn
+from seqlab.models.fused import FusedPackModel
+
+# Beyond the pack key, what fused members must share: the hidden size (one tile shape per
+# kernel) and lr / weight decay (one Adam over the stacked tensors).
+FUSE_FIELDS = ("hidden", "lr", "weight_decay")
+
+
+def fusable_key(config: TrainConfig) -> tuple:
+    """What must match for configs to train in one fused pack."""
+    return pack_key(config) + tuple(getattr(config, name) for name in FUSE_FIELDS)
+
+
+def fused_blocker(configs: Sequence[TrainConfig], device: torch.device) -> str | None:
+    """Why these configs cannot train as one fused pack on ``device`` (None: they can)."""
+    keys = {fusable_key(c) for c in configs}
+    if len(keys) > 1:
+        return ("members differ in batch size, lookback, horizon, fractions, epochs, device, "
+                "hidden, lr or weight decay")
+    for config in configs:
+        if config.dropout > 0 and config.depth > 1:
+            return f"dropout {config.dropout} between layers (masks would differ from eager)"
+    plans = {folds_single_window(c.norm, c.lookback) for c in configs}
+    if len(plans) > 1:
+        return "BatchNorm members fold a one-window last batch, the others do not"
+    return triton_rnn.hidden_unsupported(configs[0].hidden) or triton_rnn.device_unsupported(device)
+
+
+class PackData:
+    """Every member's windows on the device: one padded copy per feature spec, stacked.
+
+    ``X_*`` are (S, N, T, F_max) for S distinct specs, ``y_*`` (S, N); ``spec_of`` (K,)
+    names each member's spec. Raises ``ValueError`` when the specs' window counts differ
+    (their members could not share batch positions).
+    """
+
+    def __init__(self, configs: Sequence[TrainConfig], prices: pl.DataFrame,
+                 device: torch.device) -> None:
+        specs = list(dict.fromkeys(c.feature_spec() for c in configs))
+        self.features: dict = {spec: build_features(prices, spec) for spec in specs}
+        counts = {(d.X_train.shape[0], d.X_val.shape[0], d.X_test.shape[0])
+                  for d in self.features.values()}
+        if len(counts) > 1:
+            raise ValueError(f"feature sets give different window counts {sorted(counts)}")
+        width = max(d.n_features for d in self.features.values())
+        per_spec = [DeviceData.from_features(self.features[s], device) for s in specs]
+
+        def stacked(name: str) -> torch.Tensor:
+            parts = [getattr(d, name) for d in per_spec]
+            if parts[0].dim() == 3:  # windows: pad the feature axis with zeros
+                parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts]
+            return torch.stack(parts)
+
+        self.X_train, self.y_train = stacked("X_train"), stacked("y_train")
+        self.X_val, self.y_val = stacked("X_val"), stacked("y_val")
+        self.X_test, self.y_test = stacked("X_test"), stacked("y_test")
+        self.spec_of = torch.tensor([specs.index(c.feature_spec()) for c in configs],
+                                    dtype=torch.long, device=device)
+        self.per_spec = dict(zip(specs, per_spec, strict=True))
+
+    def data(self, config: TrainConfig) -> FeatureData:
+        return self.features[config.feature_spec()]
+
+    def device_data(self, config: TrainConfig) -> DeviceData:
+        return self.per_spec[config.feature_spec()]
+
+
+class FusedRun(CapturedRun):
+    """A fused pack's model, optimizer, per-member batch orders and captured graphs.
+
+    ``configs`` must be sorted by depth (the model's member order).
+    """
+
+    def __init__(self, configs: Sequence[TrainConfig], data: PackData, device: torch.device,
+                 recurrence) -> None:
+        self.configs, self.data, self.device = list(configs), data, device
+        self.members = [seeded_model(c.model_config(data.data(c).n_features), c.seed, device)
+                        for c in self.configs]  # exactly as the eager engine builds them
+        self.model = FusedPackModel([m.config for m in self.members], recurrence).to(device)
+        self.model.load_members(self.members)
+        self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, self.configs[0])
+        self.generators = [torch.Generator(device=device).manual_seed(c.seed) for c in self.configs]
+        self.owners = [(p, rows.to(device)) for p, rows in self.model.parameter_members()]
+        clips = [c.grad_clip for c in self.configs]
+        self.clipping = any(clip is not None for clip in clips)
+        self.max_norm = torch.tensor([clip or 1.0 for clip in clips], device=device)
+        self.clipped = torch.tensor([clip is not None for clip in clips], device=device)
+        k = len(self.configs)
+        _, n, lookback, width = data.X_train.shape
+        batch = self.configs[0].batch_size
+        self.k, self.n, self.batch = k, n, batch
+        self.n_full, self.remainder = batch_plan(
+            n, batch, fold_single=folds_single_window(self.configs[0].norm, lookback))
+        self.offset = (data.spec_of * n).unsqueeze(1)  # (K, 1): a member's rows in the flat X
+        self.X_flat = data.X_train.reshape(-1, lookback, width)
+        self.y_flat = data.y_train.reshape(-1)
+        self.order = torch.zeros(k, n, dtype=torch.long, device=device)
+        self.order_full = self.order[:, : self.n_full * batch].view(k, self.n_full, batch)
+        self.order_rem = self.order[:, self.n_full * batch:]
+        self.step_counter = torch.zeros(1, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros(k, device=device)
+        self.X_batch = torch.zeros(k, batch, lookback, width, device=device)
+        self.y_batch = torch.zeros(k, batch, device=device)
+        self.X_rem = torch.zeros(k, self.remainder, lookback, width, device=device)
+        self.y_rem = torch.zeros(k, self.remainder, device=device)
+        self.graph_full = self.graph_rem = self.graph_eval = None
+        self.eval_losses: torch.Tensor | None = None
+        self.captured = False
+
+    def _step(self, full: bool) -> None:
+        if full:
+            idx = self.order_full.index_select(1, self.step_counter).view(self.k, self.batch)
+            xb, yb, size = self.X_batch, self.y_batch, self.batch
+        else:
+            idx, xb, yb, size = self.order_rem, self.X_rem, self.y_rem, self.remainder
+        flat = (idx + self.offset).reshape(-1)
+        xb.copy_(self.X_flat.index_select(0, flat).view(xb.shape))
+        yb.copy_(self.y_flat.index_select(0, flat).view(yb.shape))
+        losses = member_mse(self.model(xb), yb)  # (K,)
+        losses.sum().backward()  # row k's gradient is member k's own
+        if self.clipping:
+            self._clip_per_member()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.loss_sum.add_(losses.detach() * size)
+            if full:
+                self.step_counter.add_(1)
+
+    @torch.no_grad()
+    def _clip_per_member(self) -> None:
+        """``clip_grad_norm_`` for each member over its rows of every stacked gradient."""
+        squares = torch.zeros(self.k, device=self.device)
+        for param, rows in self.owners:
+            if param.grad is not None:
+                squares.index_add_(0, rows, param.grad.reshape(len(rows), -1).square().sum(1))
+        coef = (self.max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_
+        coef = torch.where(self.clipped, coef, torch.ones_like(coef))
+        for param, rows in self.owners:
+            if param.grad is not None:
+                param.grad.mul_(coef.index_select(0, rows).view(-1, *([1] * (param.dim() - 1))))
+
+    @torch.no_grad()
+    def _predict(self, X: torch.Tensor) -> torch.Tensor:
+        """Every member's eval-mode outputs (K, N) on its own spec's windows, in chunks."""
+        was_training = self.model.training
+        self.model.eval()
+        chunk = max(1, EVAL_CHUNK // self.k)
+        out = [self.model(X[:, i : i + chunk].index_select(0, self.data.spec_of))
+               for i in range(0, X.shape[1], chunk)]
+        self.model.train(was_training)
+        return torch.cat(out, dim=1)
+
+    def _evaluate(self) -> torch.Tensor:
+        d, spec = self.data, self.data.spec_of
+        losses = [member_mse(self._predict(d.X_test), d.y_test.index_select(0, spec))]
+        if d.X_val.shape[1] > 0:
+            losses.append(member_mse(self._predict(d.X_val), d.y_val.index_select(0, spec)))
+        return torch.stack(losses, dim=1)  # (K, 1|2)
+
+    def begin_epoch(self) -> None:
+        for k, generator in enumerate(self.generators):
+            self.order[k].copy_(torch.randperm(self.n, generator=generator, device=self.device))
+        self.step_counter.zero_()
+        self.loss_sum.zero_()
+
+
+def train_pack_fused(
+    configs: Sequence[TrainConfig],
+    prices: pl.DataFrame,
+    *,
+    checkpoint_dir: Path | None = None,
+    on_epoch: PackEpochCallback | None = None,
+) -> list[TrainResult]:
+    """Train configs as one fused pack; one :class:`TrainResult` each, in the given order.
+
+    Falls back to :func:`seqlab.engine.packing.train_pack` (stream packs on CUDA, one after
+    another elsewhere) when :func:`fused_blocker` refuses, recording the reason.
+    """
+    configs = list(configs)
+    if not configs:
+        return []
+    started = time.perf_counter()
+    device = resolve_device(configs[0].device)
+    order = sorted(range(len(configs)), key=lambda i: configs[i].depth)  # the model's order
+    members = [configs[i] for i in order]
+    reason = fused_blocker(members, device)
+    if reason is None:
+        try:
+            data = PackData(members, prices, device)
+        except ValueError as error:
+            reason = str(error)
+    if reason is not None:
+        results = train_pack(configs, prices, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+        for result in results:
+            result.determinism["fused_refused"] = reason
+        return results
+    determinism = configure_determinism(device)
+    run, graph = _prepared_run(members, data, device)
+    has_val = data.X_val.shape[1] > 0
+    histories = [RunHistory(c, has_val=has_val) for c in members]
+    views = [MemberState(run.model, k) for k in range(run.k)]
+    active = list(range(run.k))
+    while active:
+        epoch_start = time.perf_counter()
+        rows = run.run_epoch().tolist()  # the pack's single host sync per epoch
+        seconds = time.perf_counter() - epoch_start
+        still = []
+        for k in active:
+            callback = None if on_epoch is None else (lambda r, i=order[k]: on_epoch(i, r))
+            if histories[k].record(rows[k], seconds, views[k], callback):
+                still.append(k)
+        active = still
+    recurrence = "triton (interpreter)" if triton_rnn.interpreter_on() else "triton (compiled)"
+    results: list[TrainResult | None] = [None] * len(configs)
+    for k, (config, member) in enumerate(zip(members, run.members, strict=True)):
+        member.load_state_dict(run.model.member_state_dict(k))  # the last state, if none was best
+        record = {**determinism, "seed": config.seed, "graph": graph, "recurrence": recurrence,
+                  "optimizer": run.optimizer_kind,
+                  "pack": {"size": run.k, "index": order[k], "mode": "fused"}}
+        device_data = data.device_data(config)
+        results[order[k]] = assemble_result(
+            config, data.data(config), member, histories[k], device_data.X_test, device=device,
+            determinism=record, started=started, checkpoint_dir=checkpoint_dir)
+    return results
+
+
+def _prepared_run(configs: list[TrainConfig], data: PackData, device: torch.device,
+                  ) -> tuple[FusedRun, str]:
+    """A run ready for epoch 1: captured on CUDA, else eager; with its ``graph`` record."""
+    recurrence = triton_rnn.recurrence_triton
+    if device.type == "cuda":
+        run = FusedRun(configs, data, device, recurrence)
+        try:
+            run.capture()
+            return run, "captured"
+        except CaptureError as error:
+            reason = f"capture failed: {error}"
+            del run  # rebuilt below: a failed capture may leave the state half-stepped
+    else:
+        reason = f"device {device} is not CUDA"
+    run = FusedRun(configs, data, device, recurrence)
+    run.prepare(use_graphs=False)
+    return run, f"eager-fused: {reason}"

@@ -1,0 +1,112 @@
+"""Fused packs: a grid's mix of cells, depths, norms and feature sets trained as one model.
+
+Without CUDA the recurrence kernels run in Triton's interpreter (tests/conftest.py), so
+these are the equality tests of the issue on small shapes; on a GPU the same tests run
+the compiled kernels inside a captured CUDA graph.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqlab.engine import TrainConfig, load_checkpoint, train_config
+from seqlab.engine.fused import fusable_key, fused_blocker, train_pack_fused
+from seqlab.grid.plan import group_key
+from seqlab.models import triton_rnn
+from tests.engine.test_batched import assert_results_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+KERNELS_MISSING = triton_rnn.device_unsupported(torch.device(DEVICE))
+# 160 real days at lookback 5: 104 training windows, 3 batches of 32 and one of 8.
+SMALL = {"hidden": 16, "lookback": 5, "batch_size": 32, "device": DEVICE, "epochs": 3}
+MIX = [
+    {"cell": "lstm", "depth": 2, "norm": "batch", "feature_set": "close"},
+    {"cell": "gru", "depth": 1, "norm": "none", "feature_set": "all"},
+    {"cell": "rnn", "depth": 3, "norm": "layer", "feature_set": "close", "grad_clip": 0.05},
+    {"cell": "lstm", "depth": 1, "norm": "layer", "feature_set": "all", "early_stopping_patience": 1},
+    {"cell": "gru", "depth": 3, "norm": "batch", "feature_set": "ohlc"},
+    {"cell": "rnn", "depth": 2, "norm": "none", "feature_set": "all"},
+]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+needs_kernels = pytest.mark.skipif(KERNELS_MISSING is not None, reason=str(KERNELS_MISSING))
+
+
+@pytest.fixture(autouse=True)
+def full_fp32(monkeypatch):
+    monkeypatch.setenv("SEQLAB_CUDA_TF32", "0")  # compared with eager fp32 on a GPU too
+    if torch.cuda.is_available():
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+
+@pytest.fixture(scope="module")
+def short_prices(coincodex_prices):
+    return coincodex_prices.tail(160)
+
+
+@needs_kernels
+def test_a_mixed_pack_trains_each_member_as_it_trains_alone(short_prices, tmp_path):
+    configs = [TrainConfig(**SMALL, **case, seed=seed) for seed, case in enumerate(MIX)]
+    seen: list[tuple[int, int]] = []
+    results = train_pack_fused(configs, short_prices, checkpoint_dir=tmp_path,
+                               on_epoch=lambda i, record: seen.append((i, record.epoch)))
+    assert sorted(seen) == sorted({(i, e) for i, r in enumerate(results)
+                                   for e in range(1, r.epochs_run + 1)})
+    for k, (config, result) in enumerate(zip(configs, results, strict=True)):
+        assert result.run_key == config.run_key()
+        assert result.determinism["pack"] == {"size": len(MIX), "index": k, "mode": "fused"}
+        assert result.determinism["recurrence"].startswith("triton")
+        assert "fused_refused" not in result.determinism
+        alone = train_config(config, short_prices)
+        assert_results_close(result, alone, rtol=1e-4)
+        checkpoint = load_checkpoint(result.checkpoint_path)
+        assert checkpoint.best_epoch == result.best_epoch
+
+
+@needs_kernels
+def test_members_differing_only_in_seed_still_differ(short_prices):
+    """Rows are not shared: two seeds of one architecture end in different places."""
+    configs = [TrainConfig(**{**SMALL, "epochs": 2}, cell="gru", seed=seed) for seed in (0, 1)]
+    first, second = train_pack_fused(configs, short_prices)
+    assert first.train_loss != second.train_loss
+
+
+def test_what_cannot_fuse_trains_as_stream_packs_and_says_why(short_prices):
+    configs = [TrainConfig(**{**SMALL, "hidden": 12, "epochs": 2}, cell=cell, seed=0)
+               for cell in ("lstm", "rnn")]
+    results = train_pack_fused(configs, short_prices)
+    for config, result in zip(configs, results, strict=True):
+        assert "hidden 12 is not a power of two" in result.determinism["fused_refused"]
+        assert result.determinism["pack"]["mode"] != "fused"
+        assert_results_close(result, train_config(config, short_prices), rtol=1e-4)
+
+
+def test_fusion_needs_shared_lr_and_hidden_but_not_architecture():
+    base = TrainConfig(**SMALL)
+    mixed = [TrainConfig(**SMALL, cell="rnn", depth=3, norm="batch", feature_set="all", seed=7),
+             base]
+    assert fusable_key(mixed[0]) == fusable_key(base)
+    assert group_key(mixed[0], "fused") == group_key(base, "fused")
+    assert fusable_key(TrainConfig(**{**SMALL, "lr": 0.01})) != fusable_key(base)
+    device = torch.device(DEVICE)
+    assert "lr" in fused_blocker([base, TrainConfig(**{**SMALL, "lr": 0.01})], device)
+    assert "dropout" in fused_blocker([TrainConfig(**SMALL, depth=2, dropout=0.1)], device)
+
+
+def test_without_usable_kernels_the_pack_falls_back(short_prices, monkeypatch):
+    monkeypatch.setattr(triton_rnn, "device_unsupported", lambda device: "triton is not importable")
+    configs = [TrainConfig(**{**SMALL, "epochs": 1}, cell="lstm", seed=s) for s in (0, 1)]
+    results = train_pack_fused(configs, short_prices)
+    assert [r.determinism["fused_refused"] for r in results] == ["triton is not importable"] * 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_captured_fused_pack_with_tf32_stays_near_eager(short_prices, monkeypatch):
+    """The training default on a GPU: TF32 dots in a captured graph, within 1e-2 of eager."""
+    monkeypatch.setenv("SEQLAB_CUDA_TF32", "1")
+    configs = [TrainConfig(**SMALL, **case, seed=seed) for seed, case in enumerate(MIX)]
+    for config, result in zip(configs, train_pack_fused(configs, short_prices), strict=True):
+        assert result.determinism["graph"] == "captured"
+        alone = train_config(config, short_prices)
+        assert result.train_loss == pytest.approx(alone.train_loss, rel=1e-2)
