@@ -415,6 +415,37 @@ def report(
 
 
 @app.command()
+def publish(
+    grid: Annotated[str, typer.Option("--grid", "--grid-id", metavar="GRID_ID|latest",
+                                      help="Grid to publish (default: the latest study grid).")] = "latest",
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Study folder to write (seqlab's "
+                                      "own or a new one).")] = Path("docs/study"),
+    warehouse: WarehouseOpt = None,
+) -> None:
+    """Export a finished grid as a committable study folder: report.md, claims.json,
+    figures, verdicts.md, Parquet runs/epoch metrics/predictions and study.json (how to
+    reproduce it)."""
+    from seqlab.grid.requests import code_version
+    from seqlab.runners.publish import publish_grid
+    from seqlab.warehouse import WarehouseError
+
+    settings = Settings.from_env(warehouse, None)
+    try:
+        published = publish_grid(settings.warehouse, out_dir=out, grid_id=grid,
+                                 code_version_now=code_version(), timeout_s=settings.lock_timeout_s)
+    except (ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    typer.echo(f"published grid {published.grid_id} to {published.out_dir}:")
+    for name, size in sorted(published.files.items()):
+        typer.echo(f"  {name:<40} {_size(size):>9}")
+    typer.echo(f"  {'total':<40} {_size(sum(published.files.values())):>9}")
+
+
+def _size(n: int) -> str:
+    return f"{n:,} B" if n < 1024 else f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.2f} MiB"
+
+
+@app.command()
 def run(
     data: Annotated[str | None, typer.Option(metavar="SOURCE", help="Price source (default: the bundled SYNTHETIC sample).")] = None,
     preset: Annotated[str, typer.Option(metavar="NAME", help="quick | study | tiny")] = "quick",
