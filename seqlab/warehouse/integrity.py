@@ -7,10 +7,20 @@ person (``seqlab query``, a report) therefore verify the file first: every block
 then a scan of every column of every table, so damage anywhere is an error and never a
 quietly wrong answer. Measured on the CoinCodex warehouse (3,654 prices, 2.6 MB): 5-15 ms for
 the checksums, 25 ms for the scan; 35 ms for the scan of a 15 MB file with 380k epoch rows.
+
+The checksums are read through DuckDB's own descriptor of the file, never a handle of our
+own. DuckDB's cross-process lock is a POSIX record lock (fcntl), and POSIX drops every such
+lock a process holds on a file as soon as the process closes *any* descriptor of that file.
+Opening and closing the file here used to drop the reader's shared lock mid-read: the grid's
+writer then got in, checkpointed and trimmed the file under the reader, and the reader's next
+block read found a block that was rewritten or gone and called a healthy file damaged (or
+read a torn state). ``tests/warehouse/test_warehouse_damage.py`` holds the regression test.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import duckdb
@@ -78,10 +88,15 @@ def _verify_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         "WHERE database_name = current_database()"
     ).fetchone()
     metadata = {row[0] for row in con.execute("SELECT block_id FROM pragma_metadata_info()").fetchall()}
-    size = path.stat().st_size
+    descriptor = _duckdb_descriptor(path)
+    if descriptor is None:
+        # No way to read the blocks without risking the lock (module docstring); DuckDB's
+        # own checks and the table scan remain.
+        return
+    size = os.fstat(descriptor).st_size
     # DuckDB trims free blocks off the end, so a file may hold fewer than total_blocks.
     in_file = max(0, min(total, (size - _FILE_HEADER_BYTES) // block_size))
-    bad = _bad_blocks(path, block_size, in_file)
+    bad = _bad_blocks(descriptor, block_size, in_file)
     if metadata and metadata <= set(bad):
         # DuckDB just read these blocks to open the file, so they are sound: this file's
         # block format is not the one above (a newer DuckDB). Its own checks, the scan, remain.
@@ -96,19 +111,46 @@ def _verify_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise WarehouseDamaged(path, f"it ends partway ({size:,} bytes): the file was cut short")
 
 
-def _bad_blocks(path: Path, block_size: int, count: int) -> list[int]:
+def _duckdb_descriptor(path: Path) -> int | None:
+    """The descriptor through which this process's open DuckDB database reads ``path``.
+
+    Reading through it (``os.pread``, which neither moves its offset nor closes it) keeps
+    DuckDB's lock whole; see the module docstring. None where open descriptors cannot be
+    listed (Linux lists them in /proc/self/fd, macOS in /dev/fd).
+    """
+    target = os.stat(path)
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(listing)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                found = os.fstat(int(name))
+            except (OSError, ValueError):  # the listing's own descriptor, closed since
+                continue
+            if stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == (
+                target.st_dev, target.st_ino
+            ):
+                return int(name)
+    return None
+
+
+def _bad_blocks(descriptor: int, block_size: int, count: int) -> list[int]:
     """Indexes of the first ``count`` blocks whose stored checksum does not match their bytes."""
     words = block_size // 8
     bad: list[int] = []
-    with open(path, "rb") as handle:
-        handle.seek(_FILE_HEADER_BYTES)
-        for first in range(0, count, _CHUNK_BLOCKS):
-            n = min(_CHUNK_BLOCKS, count - first)
-            blocks = np.frombuffer(handle.read(n * block_size), dtype="<u8").reshape(n, words)
-            # (n, words) -> (n,): uint64 products wrap around, as in DuckDB's C++.
-            computed = np.bitwise_xor.reduce(blocks[:, 1:] * _CHECKSUM_MULTIPLIER, axis=1)
-            mismatched = np.nonzero((computed ^ _CHECKSUM_SEED) != blocks[:, 0])[0]
-            bad.extend(int(first + i) for i in mismatched)
+    for first in range(0, count, _CHUNK_BLOCKS):
+        n = min(_CHUNK_BLOCKS, count - first)
+        data = os.pread(descriptor, n * block_size, _FILE_HEADER_BYTES + first * block_size)
+        n = len(data) // block_size  # the file ended sooner: the caller reports a short file
+        if n == 0:
+            break
+        blocks = np.frombuffer(data[: n * block_size], dtype="<u8").reshape(n, words)
+        # (n, words) -> (n,): uint64 products wrap around, as in DuckDB's C++.
+        computed = np.bitwise_xor.reduce(blocks[:, 1:] * _CHECKSUM_MULTIPLIER, axis=1)
+        mismatched = np.nonzero((computed ^ _CHECKSUM_SEED) != blocks[:, 0])[0]
+        bad.extend(int(first + i) for i in mismatched)
     return bad
 
 

@@ -123,3 +123,41 @@ def test_a_healthy_warehouse_passes_and_errors_pickle(healthy):
     error = WarehouseDamaged(healthy, "it ends partway")
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.path, str(copy)) == (healthy, str(error))
+
+
+# Tries to open the file for writing from another process, as the grid's writer does.
+_WRITER_PROBE = """
+import sys, duckdb
+try:
+    duckdb.connect(sys.argv[1]).close()
+except duckdb.Error as exc:
+    print("refused" if "Could not set lock" in str(exc) else f"error: {exc}")
+else:
+    print("got in")
+"""
+
+
+def _writer_gets_in(path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", _WRITER_PROBE, str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_verifying_a_warehouse_keeps_the_readers_lock_until_it_closes(healthy, tmp_path):
+    """Regression: the checksum pass opened and closed its own handle on the file, and closing
+    any descriptor drops every POSIX lock the process holds on it, DuckDB's shared lock
+    included. A grid's writer then checkpointed under the reader, and the reader's next block
+    read called the healthy file damaged."""
+    from seqlab.warehouse import connect
+    from seqlab.warehouse.sandbox import open_user_query
+
+    target = tmp_path / "w.duckdb"
+    shutil.copy(healthy, target)
+    with connect(target, read_only=True, verify=True) as con:
+        assert _writer_gets_in(target) == "refused"
+        assert con.execute("SELECT count(*) FROM prices").fetchone() == (3654,)
+    with open_user_query(target, "SELECT count(*) AS n FROM prices") as stream:
+        assert _writer_gets_in(target) == "refused"
+        assert [batch.to_pylist() for batch in stream.batches] == [[{"n": 3654}]]
+    assert _writer_gets_in(target) == "got in"  # and it lets go once the read is over
