@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from seqlab.engine.batched import MemberState, member_mse
+from seqlab.engine.batched import member_mse
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.graphed import (
     CapturedRun,
@@ -69,6 +69,16 @@ def fused_blocker(configs: Sequence[TrainConfig], device: torch.device) -> str |
     if len(plans) > 1:
         return "BatchNorm members fold a one-window last batch, the others do not"
     return triton_rnn.hidden_unsupported(configs[0].hidden) or triton_rnn.device_unsupported(device)
+
+
+class _NoState:
+    """Stands for a member in ``RunHistory.record``: its best state is kept in bulk instead."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+NO_STATE = _NoState()
 
 
 class PackData:
@@ -125,7 +135,13 @@ class FusedRun(CapturedRun):
         self.model.load_members(self.members)
         self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, self.configs[0])
         self.generators = [torch.Generator(device=device).manual_seed(c.seed) for c in self.configs]
-        self.owners = [(p, rows.to(device)) for p, rows in self.model.parameter_members()]
+        owners = {name: rows.to(device) for name, rows in self.model.state_members().items()}
+        self.owners = [(p, owners[name]) for name, p in self.model.named_parameters()]
+        # Each member's best state so far, as stacked copies updated in bulk (row k is
+        # member k's): per-member state dicts would cost ~20 small copies per member.
+        self.state = self.model.state_dict()
+        self.best = {name: tensor.detach().clone() for name, tensor in self.state.items()}
+        self.best_rows = [(self.state[name], self.best[name], rows) for name, rows in owners.items()]
         clips = [c.grad_clip for c in self.configs]
         self.clipping = any(clip is not None for clip in clips)
         self.max_norm = torch.tensor([clip or 1.0 for clip in clips], device=device)
@@ -202,6 +218,20 @@ class FusedRun(CapturedRun):
             losses.append(member_mse(self._predict(d.X_val), d.y_val.index_select(0, spec)))
         return torch.stack(losses, dim=1)  # (K, 1|2)
 
+    @torch.no_grad()
+    def keep_best(self, members: Sequence[int]) -> None:
+        """Copy these members' rows of every state tensor into the best copies."""
+        chosen = torch.zeros(self.k, dtype=torch.bool)
+        chosen[list(members)] = True
+        chosen = chosen.to(self.device)
+        for current, best, rows in self.best_rows:
+            keep = chosen.index_select(0, rows).view(-1, *([1] * (current.dim() - 1)))
+            best.copy_(torch.where(keep, current, best))
+
+    def best_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's best state as a StackedRNN state dict."""
+        return self.model.member_state_dict(k, self.best)
+
     def begin_epoch(self) -> None:
         for k, generator in enumerate(self.generators):
             self.order[k].copy_(torch.randperm(self.n, generator=generator, device=self.device))
@@ -243,18 +273,25 @@ def train_pack_fused(
     run, graph = _prepared_run(members, data, device)
     has_val = data.X_val.shape[1] > 0
     histories = [RunHistory(c, has_val=has_val) for c in members]
-    views = [MemberState(run.model, k) for k in range(run.k)]
     active = list(range(run.k))
     while active:
         epoch_start = time.perf_counter()
         rows = run.run_epoch().tolist()  # the pack's single host sync per epoch
         seconds = time.perf_counter() - epoch_start
-        still = []
+        still, improved = [], []
         for k in active:
             callback = None if on_epoch is None else (lambda r, i=order[k]: on_epoch(i, r))
-            if histories[k].record(rows[k], seconds, views[k], callback):
+            best = histories[k].best_epoch
+            if histories[k].record(rows[k], seconds, NO_STATE, callback):
                 still.append(k)
+            if histories[k].best_epoch != best:
+                improved.append(k)
+        if improved:
+            run.keep_best(improved)
         active = still
+    for k, history in enumerate(histories):
+        if history.best_state is not None:
+            history.best_state = run.best_state(k)
     recurrence = "triton (interpreter)" if triton_rnn.interpreter_on() else "triton (compiled)"
     results: list[TrainResult | None] = [None] * len(configs)
     for k, (config, member) in enumerate(zip(members, run.members, strict=True)):

@@ -17,7 +17,7 @@ runs once for all members that have that layer:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -149,54 +149,63 @@ class FusedPackModel(nn.Module):
 
     # --- members' weights -----------------------------------------------------------------
 
-    def _member_keys(self, k: int) -> Iterator[tuple[str, torch.Tensor, int, int | None]]:
-        """(StackedRNN key, stacked tensor, row, input columns or None) of member k."""
+    def _member_keys(self, k: int) -> Iterator[tuple[str, str, int, int | None]]:
+        """(StackedRNN key, this module's state-dict name, row, input columns or None)."""
         config = self.configs[k]
         fused = config.norm == "none"
         for layer, start in enumerate(self.starts[: config.depth]):
             position = k - start
-            group = next(g for g in self.layers[layer].cells if position in g.positions)
-            row = group.positions.index(position)
+            cells = self.layers[layer].cells
+            index = next(i for i, g in enumerate(cells) if position in g.positions)
+            row = cells[index].positions.index(position)
             prefix, suffix = ("rnn.", f"_l{layer}") if fused else (f"layers.{layer}.", "_l0")
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 columns = config.n_features if layer == 0 and name == "weight_ih" else None
-                yield f"{prefix}{name}{suffix}", getattr(group, name), row, columns
-            norm = next(g for g in self.layers[layer].norms if position in g.positions)
-            if norm.norm is not None:
-                row = norm.positions.index(position)
-                for name, tensor in norm.norm.state_dict(keep_vars=True).items():
-                    yield f"norms.{layer}.{name}", tensor, row, None
-        yield "head.weight", self.head_weight, k, None
-        yield "head.bias", self.head_bias, k, None
+                yield (f"{prefix}{name}{suffix}", f"layers.{layer}.cells.{index}.{name}", row,
+                       columns)
+            norms = self.layers[layer].norms
+            index = next(i for i, g in enumerate(norms) if position in g.positions)
+            if norms[index].norm is not None:
+                row = norms[index].positions.index(position)
+                for name in norms[index].norm.state_dict():
+                    yield f"norms.{layer}.{name}", f"layers.{layer}.norms.{index}.norm.{name}", row, None
+        yield "head.weight", "head_weight", k, None
+        yield "head.bias", "head_bias", k, None
 
-    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as a state dict loadable into ``StackedRNN(configs[k])`` (copies)."""
+    def member_state_dict(self, k: int, state: Mapping[str, torch.Tensor] | None = None,
+                          ) -> dict[str, torch.Tensor]:
+        """Member k's weights as a state dict loadable into ``StackedRNN(configs[k])`` (copies),
+        read from ``state`` (tensors named as in this module's state dict) or the module."""
         if not 0 <= k < self.k:
             raise IndexError(f"member {k} out of range for {self.k} members")
-        return {key: (tensor.detach()[row] if columns is None
-                      else tensor.detach()[row][:, :columns]).clone()
-                for key, tensor, row, columns in self._member_keys(k)}
+        state = self.state_dict() if state is None else state
+        return {key: (state[name][row] if columns is None
+                      else state[name][row][:, :columns]).detach().clone()
+                for key, name, row, columns in self._member_keys(k)}
 
     @torch.no_grad()
     def load_members(self, models: Sequence[StackedRNN]) -> FusedPackModel:
         """Copy each member's weights (and BatchNorm buffers) in; returns self."""
         if [m.config for m in models] != self.configs:
             raise ValueError("models differ from the pack's member configs")
+        mine = self.state_dict(keep_vars=True)
         for k, model in enumerate(models):
             state = model.state_dict()
-            for key, tensor, row, columns in self._member_keys(k):
-                target = tensor[row] if columns is None else tensor[row][:, :columns]
+            for key, name, row, columns in self._member_keys(k):
+                target = mine[name][row] if columns is None else mine[name][row][:, :columns]
                 target.copy_(state[key])
         return self
 
-    def parameter_members(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
-        """Each parameter with the member (index in the pack) owning each of its rows."""
-        owners = []
+    def state_members(self) -> dict[str, torch.Tensor]:
+        """For each state-dict tensor (parameters and BatchNorm buffers), the member owning
+        each of its rows, as an index into the pack."""
+        owners = {}
         for layer, start in enumerate(self.starts):
-            for groups in (self.layers[layer].cells, self.layers[layer].norms):
-                for group in groups:
+            for kind, groups in (("cells", self.layers[layer].cells),
+                                 ("norms", self.layers[layer].norms)):
+                for index, group in enumerate(groups):
                     rows = torch.tensor([start + p for p in group.positions], dtype=torch.long)
-                    owners += [(p, rows) for p in group.parameters(recurse=True)]
-        everyone = torch.arange(self.k)
-        owners += [(self.head_weight, everyone), (self.head_bias, everyone)]
+                    for name in group.state_dict():
+                        owners[f"layers.{layer}.{kind}.{index}.{name}"] = rows
+        owners["head_weight"] = owners["head_bias"] = torch.arange(self.k)
         return owners

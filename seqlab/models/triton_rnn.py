@@ -230,9 +230,14 @@ def _backward(dy_ptr, whh_ptr, y_ptr, saved_ptr, dx_ptr, dh_ptr, T, B,
 
 
 def interpreter_on() -> bool:
-    """Whether Triton was imported in interpreter mode (``TRITON_INTERPRET=1`` set before
-    its first import: triton.language's own helpers are wrapped then, not later)."""
-    return triton is not None and bool(triton.knobs.runtime.interpret)
+    """Whether Triton runs in interpreter mode: ``TRITON_INTERPRET=1`` was set before its
+    first import, when triton.language wraps its own helpers (setting it later is not
+    enough, so the helpers are asked, not the environment)."""
+    if triton is None:
+        return False
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(tl.zeros, InterpretedFunction)
 
 
 def device_unsupported(device: torch.device) -> str | None:
@@ -241,9 +246,12 @@ def device_unsupported(device: torch.device) -> str | None:
     if missing:
         return missing
     if device.type == "cuda":
-        return None if not interpreter_on() else "TRITON_INTERPRET=1 is set: kernels would not compile"
+        if interpreter_on():
+            return "TRITON_INTERPRET=1 was set when triton was imported: kernels would not compile"
+        return None
     if not interpreter_on():
-        return f"device {device} is not CUDA (on a CPU the kernels need TRITON_INTERPRET=1)"
+        return (f"device {device} is not CUDA (on a CPU the kernels run only in Triton's "
+                "interpreter: TRITON_INTERPRET=1 before triton is first imported)")
     return None
 
 

@@ -53,6 +53,8 @@ def test_a_mixed_pack_trains_each_member_as_it_trains_alone(short_prices, tmp_pa
                                on_epoch=lambda i, record: seen.append((i, record.epoch)))
     assert sorted(seen) == sorted({(i, e) for i, r in enumerate(results)
                                    for e in range(1, r.epochs_run + 1)})
+    # The best state kept in bulk is the best epoch's, not the last one's.
+    assert any(r.best_epoch < r.epochs_run for r in results)
     for k, (config, result) in enumerate(zip(configs, results, strict=True)):
         assert result.run_key == config.run_key()
         assert result.determinism["pack"] == {"size": len(MIX), "index": k, "mode": "fused"}

@@ -79,10 +79,11 @@ def test_outputs_and_gradients_equal_each_member(backend):
         alone.square().mean().backward()
         torch.testing.assert_close(out[k], alone, rtol=1e-5, atol=1e-6)
         own = dict(model.named_parameters())
-        for key, tensor, row, columns in pack._member_keys(k):
+        mine = dict(pack.named_parameters())
+        for key, name, row, columns in pack._member_keys(k):
             if key not in own:  # BatchNorm buffers
                 continue
-            grad = tensor.grad[row]
+            grad = mine[name].grad[row]
             if columns is not None:
                 assert torch.count_nonzero(grad[:, columns:]) == 0, (config, key)
                 grad = grad[:, :columns]
