@@ -465,6 +465,12 @@ def run(
         "--val-fraction", metavar="X", help="Validation tail that picks each run's epoch (default "
                                             "0.1; 0: the last epoch).")] = None,
     dispatch: Annotated[str, typer.Option(metavar="MODE", help="local | pool")] = "local",
+    pack_mode: Annotated[str, typer.Option(
+        "--pack-mode", metavar="MODE",
+        help="GPU packing: streams | batched | fused (many models as one; needs triton). "
+             "Off CUDA every run trains alone.")] = "streams",
+    pack_size: Annotated[int, typer.Option(
+        "--pack-size", metavar="N", help="Configs per GPU pack (0: sized from free memory).")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Retrain configs already trained on the "
                                                         "same data.")] = False,
     symbol: Annotated[str | None, typer.Option(metavar="SYMBOL", help="Default ETH, or ETH-SYNTHETIC for the sample.",
@@ -497,6 +503,12 @@ def run(
         _fail(str(exc))
     if dispatch not in ("local", "pool"):
         _fail(f"unknown dispatch {dispatch!r}; allowed: local, pool")
+    from seqlab.grid.plan import PACK_MODES
+
+    if pack_mode not in PACK_MODES:
+        _fail(f"unknown pack mode {pack_mode!r}; allowed: {', '.join(PACK_MODES)}")
+    if pack_size < 0:
+        _fail(f"--pack-size must be >= 0 (0: automatic), got {pack_size}")
     if allow_private_urls:  # the flows run in this process and read the setting there
         os.environ["SEQLAB_ALLOW_PRIVATE_URLS"] = "1"
     _say(f"grid: {len(build_grid(spec))} configs ({preset} preset), {spec.epochs} epochs each")
@@ -533,7 +545,8 @@ def run(
     _say(f"Prefect ready ({time.perf_counter() - clock:.0f}s); training")
     try:
         with _progress_bar(plan.to_train):
-            result = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol, **paths)
+            result = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol,
+                                pack_mode=pack_mode, pack_size=pack_size, **paths)
         built = result.get("report") or build_grid_report(result["grid_id"], **paths)
     except (GridError, GateClosed, WarehouseError) as exc:
         _fail(str(exc))

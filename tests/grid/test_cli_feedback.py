@@ -149,3 +149,16 @@ def test_a_grid_sharing_trained_runs_with_others_links_them_without_prefect(monk
     linked = query(settings.warehouse, f"SELECT count(*) AS n FROM report_runs WHERE grid_id = '{grid_id}'")
     assert linked["n"][0] == 3
     assert (settings.output_dir / "reports" / grid_id / "index.html").is_file()
+
+
+def test_pack_mode_and_size_are_checked_before_anything_runs(monkeypatch, tmp_path):
+    reached = []
+    monkeypatch.setattr(cli, "_ingest_and_plan", lambda *args: reached.append(1) or sys.exit(7))
+    bad = CliRunner().invoke(cli.app, ["run", "--pack-mode", "vmap", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown pack mode 'vmap'; allowed: streams, batched, fused" in bad.output
+    negative = CliRunner().invoke(cli.app, ["run", "--pack-size", "-1", "--out", str(tmp_path)])
+    assert negative.exit_code == 2 and "--pack-size must be >= 0" in negative.output
+    assert not reached
+    fused = CliRunner().invoke(cli.app, ["run", "--pack-mode", "fused", "--pack-size", "8",
+                                         "--out", str(tmp_path)])
+    assert fused.exit_code == 7, fused.output
