@@ -9,12 +9,22 @@ runs, so one bug never loses every number):
    (``train_config``), engine graphed (``train_config_graphed``): median epoch seconds;
 3. packed: aggregate epochs/s over a sample of the ``study`` grid for each pack size,
    peak GPU memory, and the reference loop on part of the same sample;
-4. projection: wall time of the full ``study`` preset (216 runs x 2,000 epochs) at the
-   best packed throughput, and the pack size ``choose_pack_size`` would pick.
+4. batched: K seeds of one architecture as one model;
+5. fused: a mixed pack (every cell, depths 1-4, all norms, both feature sets) against eager
+   at full fp32 and with TF32, then aggregate epochs/s, setup and peak memory for single
+   architectures and for the study's own mix at each K of ``--fused-sizes`` (216: the
+   whole study as one pack), beside the stream packs of section 3 in the same run;
+6. projection: wall time of the full ``study`` preset (216 runs x 2,000 epochs) at the
+   best packed, batched and fused throughput, and the pack size ``choose_pack_size`` would pick.
+
+The JSON is rewritten after every section, so a run stopped by a timeout keeps what it
+measured.
 
     python benchmarks/bench_gpu.py [--device cuda] [--json PATH] [--epochs N] [--warmup N]
                                    [--sample N] [--pack-sizes 1 8 32]
     python benchmarks/bench_gpu.py --device cpu --epochs 1 --warmup 0 --sample 4 --pack-sizes 1 2 --days 400
+    TRITON_INTERPRET=1 python benchmarks/bench_gpu.py --device cpu --epochs 1 --warmup 0 \
+        --sample 2 --pack-sizes 2 --fused-sizes 2 --days 200 --skip correctness per_config batched
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from bench_train import run_reference_epoch  # noqa: E402
 
 from seqlab.engine import TrainConfig, train_config  # noqa: E402
 from seqlab.engine.batched import batchable_key, train_pack_batched  # noqa: E402
+from seqlab.engine.fused import train_pack_fused  # noqa: E402
 from seqlab.engine.graphed import train_config_graphed  # noqa: E402
 from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack  # noqa: E402
 from seqlab.features import build_features  # noqa: E402
@@ -57,6 +68,8 @@ BATCHED_ARCHS = [("lstm", 1, "none"), ("lstm", 4, "layer")]
 CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},
                {"cell": "gru", "depth": 4, "norm": "batch", "grad_clip": 1.0}]
 STUDY_RUNS, STUDY_EPOCHS = 216, 2000
+FUSED_ARCHS = [("lstm", 1, "none"), ("lstm", 4, "layer"), ("gru", 2, "batch"), ("rnn", 3, "none")]
+FUSED_TARGET_MIN, FUSED_TARGET_SPEEDUP = 10, 3
 
 
 def sync(device: torch.device) -> None:
@@ -294,6 +307,95 @@ def section_batched(args, prices, device) -> dict:
     return out
 
 
+def fused_entry(configs: list[TrainConfig], prices: pl.DataFrame, device, warmup: int) -> dict:
+    """Aggregate epochs/s of one fused pack, its setup seconds, peak memory and engine record."""
+    reset_peak(device)
+    wall = time.perf_counter()
+    results = train_pack_fused(configs, prices)
+    wall = time.perf_counter() - wall
+    timed = results[0].epoch_seconds[warmup:] or results[0].epoch_seconds
+    record = results[0].determinism
+    fused = record.get("pack", {}).get("mode") == "fused"
+    eps = (len(timed) * len(results) / sum(timed) if fused
+           else sum(len(r.epoch_seconds) for r in results) / sum(sum(r.epoch_seconds) for r in results))
+    return {"aggregate_eps": eps, "setup_s": wall - sum(results[0].epoch_seconds),
+            "peak_bytes": peak_bytes(device), "mode": record.get("pack", {}).get("mode"),
+            "graph": record.get("graph"), "recurrence": record.get("recurrence"),
+            "fused_refused": record.get("fused_refused")}
+
+
+def _print_fused(name: str, size: int, entry: dict) -> None:
+    peak = entry["peak_bytes"] / 2**20 if entry["peak_bytes"] else float("nan")
+    print(f"  fused {name:<18} K={size:>3}: {entry['aggregate_eps']:>8.1f} epochs/s aggregate, "
+          f"setup {entry['setup_s']:.1f} s, peak {peak:.0f} MiB, {entry['mode']} / {entry['graph']} / "
+          f"{entry['recurrence']}{'; refused: ' + entry['fused_refused'] if entry['fused_refused'] else ''}",
+          flush=True)
+
+
+def fused_correctness(prices, device) -> list[dict]:
+    """A mixed pack (all cells, depths 1-4, all norms, both feature sets) against eager."""
+    cases = [("lstm", 1, "none", "close"), ("gru", 2, "batch", "all"), ("rnn", 4, "layer", "close"),
+             ("lstm", 3, "batch", "all"), ("gru", 1, "layer", "close"), ("rnn", 2, "none", "all")]
+    configs = [TrainConfig(cell=cell, depth=depth, norm=norm, feature_set=features, lookback=60,
+                           hidden=64, batch_size=64, epochs=3, seed=seed, device=str(device),
+                           grad_clip=1.0 if seed % 2 else None)
+               for seed, (cell, depth, norm, features) in enumerate(cases)]
+    checks = []
+    for tf32, bound in (("0", 1e-3), ("1", 3e-2)):
+        os.environ["SEQLAB_CUDA_TF32"] = tf32  # the kernels' dots and cuDNN alike
+        fused = train_pack_fused(configs, prices)
+        for config, member in zip(configs, fused, strict=True):
+            eager = train_config(config, prices)
+            diff = max(max_rel_diff(member.train_loss, eager.train_loss),
+                       max_rel_diff(member.test_loss, eager.test_loss))
+            check = {"what": f"fused vs eager {config.cell} d{config.depth} {config.norm} "
+                             f"{config.feature_set} tf32={tf32}",
+                     "mode": member.determinism.get("pack", {}).get("mode"),
+                     "graph": member.determinism.get("graph"), "max_rel_diff": diff,
+                     "bound": bound, "pass": diff <= bound}
+            checks.append(check)
+            print(f"  {check['what']}: {check['mode']} / {check['graph']}; max rel diff {diff:.3e} "
+                  f"-> {'PASS' if check['pass'] else 'FAIL'} (<= {bound})", flush=True)
+    os.environ.pop("SEQLAB_CUDA_TF32", None)
+    return checks
+
+
+def section_fused(args, prices, device) -> dict:
+    """Fused packs: correctness, then single architectures and the study mix per K."""
+    out: dict = {"archs": {}, "study_mix": {}}
+    try:
+        out["checks"] = fused_correctness(prices, device)
+        out["all_pass"] = all(c["pass"] for c in out["checks"])
+    except Exception:
+        out["checks_error"] = traceback.format_exc()
+        print(f"  fused correctness FAILED\n{out['checks_error']}", flush=True)
+    epochs = args.warmup + args.epochs
+    for cell, depth, norm in FUSED_ARCHS:
+        name = f"{cell} d{depth} {norm}"
+        out["archs"][name] = {}
+        for size in args.fused_sizes:
+            try:
+                configs = [TrainConfig(cell=cell, depth=depth, norm=norm, lookback=60, hidden=64,
+                                       batch_size=64, seed=seed, epochs=epochs, device=str(device))
+                           for seed in range(size)]
+                out["archs"][name][size] = entry = fused_entry(configs, prices, device, args.warmup)
+                _print_fused(name, size, entry)
+            except Exception:
+                out["archs"][name][size] = {"error": traceback.format_exc()}
+                print(f"  fused {name} K={size}: FAILED\n{out['archs'][name][size]['error']}", flush=True)
+    grid = [replace(c, epochs=epochs, device=str(device)) for c in build_grid(PRESETS["study"])]
+    for size in args.fused_sizes:
+        try:
+            picked = random.Random(size).sample(grid, min(size, len(grid)))
+            out["study_mix"][size] = entry = fused_entry(picked, prices, device, args.warmup)
+            entry["mix"] = sorted({f"{c.cell} d{c.depth} {c.norm} {c.feature_set}" for c in picked})
+            _print_fused("study mix", size, entry)
+        except Exception:
+            out["study_mix"][size] = {"error": traceback.format_exc()}
+            print(f"  fused study mix K={size}: FAILED\n{out['study_mix'][size]['error']}", flush=True)
+    return out
+
+
 def section_projection(summary: dict, device) -> dict:
     packed = summary["packed"]
     sizes = {s: e for s, e in packed["sizes"].items() if "aggregate_eps" in e}
@@ -320,6 +422,19 @@ def section_projection(summary: dict, device) -> dict:
         out["batched_projected_study_min"] = batched_s / 60
         print(f"  batched (K=3 seed groups, one after another): study projected {batched_s / 60:.1f} min",
               flush=True)
+    mix = {k: e for k, e in summary.get("fused", {}).get("study_mix", {}).items()
+           if "aggregate_eps" in e and e.get("mode") == "fused"}
+    if mix:
+        size = max(mix, key=lambda k: mix[k]["aggregate_eps"])
+        entry = mix[size]
+        packs = -(-STUDY_RUNS // size)  # packs run one after another, each with its own setup
+        fused_s = STUDY_RUNS * STUDY_EPOCHS / entry["aggregate_eps"] + packs * entry["setup_s"]
+        out.update({"fused_best_size": size, "fused_aggregate_eps": entry["aggregate_eps"],
+                    "fused_projected_study_min": fused_s / 60,
+                    "fused_speedup_over_streams": entry["aggregate_eps"] / eps})
+        print(f"  fused study mix, best K={size}: {entry['aggregate_eps']:.1f} epochs/s "
+              f"({out['fused_speedup_over_streams']:.1f}x the best stream pack) -> study projected "
+              f"{fused_s / 60:.1f} min ({packs} pack(s), {entry['setup_s']:.1f} s setup each)", flush=True)
     return out
 
 
@@ -332,9 +447,12 @@ def write_calibration(summary: dict, path: Path) -> None:
         for size, entry in per_size.items():
             if "aggregate_eps" in entry:  # the slower architecture decides
                 batched[str(size)] = min(batched.get(str(size), float("inf")), entry["aggregate_eps"])
+    fused = {str(k): e["aggregate_eps"] for k, e in summary.get("fused", {}).get("study_mix", {}).items()
+             if "aggregate_eps" in e and e.get("mode") == "fused"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"device_name": summary["device_name"], "torch": summary["torch"],
-                                "modes": {"streams": streams, "batched": batched}}, indent=2))
+                                "modes": {"streams": streams, "batched": batched, "fused": fused}},
+                               indent=2))
     print(f"calibration written to {path}", flush=True)
 
 
@@ -358,6 +476,13 @@ def targets(summary: dict) -> dict:
                            projection.get("batched_projected_study_min")) if m is not None]
     if minutes:
         checks["study projected < 45 min (best mode)"] = min(minutes) < 45
+    if projection.get("fused_projected_study_min") is not None:
+        checks[f"fused study projected < {FUSED_TARGET_MIN} min"] = (
+            projection["fused_projected_study_min"] < FUSED_TARGET_MIN)
+        checks[f"fused >= {FUSED_TARGET_SPEEDUP}x stream packs"] = (
+            projection["fused_speedup_over_streams"] >= FUSED_TARGET_SPEEDUP)
+    if "all_pass" in summary.get("fused", {}):
+        checks["fused equals eager (fp32 1e-3, tf32 3e-2)"] = summary["fused"]["all_pass"]
     for name, ok in checks.items():
         print(f"  {name}: {'PASS' if ok else 'FAIL'}", flush=True)
     return checks
@@ -382,7 +507,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="write measured pack throughput here (seqlab.grid.plan.calibration_path)")
     parser.add_argument("--days", type=int, default=None,
                         help="use only the last N days (quick CPU smoke tests)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["correctness", "per_config", "packed", "batched"])
+    parser.add_argument("--fused-sizes", type=int, nargs="+", default=[8, 32, 72, 216],
+                        help="fused pack sizes K (single architectures and the study mix)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["correctness", "per_config", "packed", "batched", "fused"])
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     prices, source = load_prices()
@@ -394,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {summary['device_name']} ({device}); torch {torch.__version__}; data {source}; "
           f"{args.warmup} warm-up + {args.epochs} timed epochs", flush=True)
     sections = [("correctness", section_correctness), ("per_config", section_per_config),
-                ("packed", section_packed), ("batched", section_batched)]
+                ("packed", section_packed), ("batched", section_batched), ("fused", section_fused)]
     started = time.perf_counter()
     for name, run in sections:
         if name in args.skip:
@@ -406,6 +534,7 @@ def main(argv: list[str] | None = None) -> None:
             summary["errors"][name] = traceback.format_exc()
             print(f"  section {name} FAILED\n{summary['errors'][name]}", flush=True)
         print(f"  ({time.perf_counter() - started:.0f} s so far)", flush=True)
+        write_json(summary, args.json)
     print("== projection", flush=True)
     try:
         summary["projection"] = section_projection(summary, device)
@@ -418,9 +547,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"total {summary['total_s']:.0f} s", flush=True)
     if args.calibration:
         write_calibration(summary, args.calibration)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2, default=str))
+    write_json(summary, args.json)
+
+
+def write_json(summary: dict, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2, default=str))
 
 
 if __name__ == "__main__":
