@@ -13,7 +13,7 @@ The kernels are plain functions until :func:`kernels` wraps them in ``triton.jit
 for CUDA tensors, or, when ``TRITON_INTERPRET=1`` was set before triton was first imported,
 run by Triton's interpreter (numpy, slow) on CPU tensors, which is how the test suite
 checks them on machines without a GPU. Shapes: hidden a power of two in
-[16, 256], equal for all K models of a launch (``tl.dot`` needs blocks of at least 16).
+[16, 128], equal for all K models of a launch (``tl.dot`` needs blocks of at least 16).
 
 Saved for backward per step: LSTM i, f, g, o (activated) and c; GRU r, z, n and
 ``h W_hn^T + b_hn``; RNN nothing but its output.
@@ -35,7 +35,7 @@ except Exception:  # a missing or broken install: triton_missing() says why
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CELL_CODES = {"rnn": 0, "gru": 1, "lstm": 2}
 SAVED = {"rnn": 0, "gru": 4, "lstm": 5}  # saved blocks of H per step
-MIN_HIDDEN, MAX_HIDDEN = 16, 256
+MIN_HIDDEN, MAX_HIDDEN = 16, 128  # beyond 128 every tile spills registers
 
 
 def triton_missing() -> str | None:
@@ -263,12 +263,24 @@ def kernels() -> tuple:
     return triton.jit(_forward), triton.jit(_backward)
 
 
-def _launch_config(tensor: torch.Tensor, batch: int, hidden: int) -> dict:
-    block = 16 if batch <= 16 else 32
-    interpret = tensor.device.type != "cuda"
-    options = {"BLOCK_B": block}
-    if not interpret:
-        options["num_warps"] = 4 if hidden <= 32 else 8
+def launch_options(hidden: int) -> dict:
+    """Batch rows per program and warps: a tile ptxas fits without spilling registers.
+
+    Compiled for sm_90 by ``benchmarks/bench_kernels.py``: 16 rows spill nothing with 4 warps
+    up to hidden 64 and with 8 warps up to 128 (LSTM forward at 64: 188 registers with 4
+    warps, 128 with 8), while 32 rows spill hundreds of bytes (GRU from hidden 32 with 4
+    warps, every cell at 128). ``SEQLAB_FUSED_BLOCK_B`` / ``SEQLAB_FUSED_WARPS`` override
+    them for measurements.
+    """
+    block = int(os.environ.get("SEQLAB_FUSED_BLOCK_B", "16"))
+    warps = int(os.environ.get("SEQLAB_FUSED_WARPS", "4" if hidden <= 32 else "8"))
+    return {"BLOCK_B": block, "num_warps": warps}
+
+
+def _launch_config(tensor: torch.Tensor, hidden: int) -> dict:
+    options = launch_options(hidden)
+    if tensor.device.type != "cuda":
+        del options["num_warps"]  # the interpreter runs a program as one numpy thread
     return options
 
 
@@ -286,7 +298,7 @@ def forward(cell: str, projected: torch.Tensor, weight_hh: torch.Tensor, bias_hh
     y = projected.new_empty(k, t, b, hidden)
     saved_blocks = SAVED[cell] if save else 0
     saved = projected.new_empty(k, t, b, max(saved_blocks, 1) * hidden)
-    options = _launch_config(projected, b, hidden)
+    options = _launch_config(projected, hidden)
     grid = (k, triton.cdiv(b, options["BLOCK_B"]))
     kernel, _ = kernels()
     kernel[grid](projected.contiguous(), weight_hh.contiguous(), bias_hh.contiguous(), y, saved,
@@ -303,7 +315,7 @@ def backward(cell: str, d_output: torch.Tensor, weight_hh: torch.Tensor, output:
     gates = GATES[cell]
     d_projected = output.new_empty(k, t, b, gates * hidden)
     d_hidden = output.new_empty(k, t, b, gates * hidden) if cell == "gru" else d_projected
-    options = _launch_config(output, b, hidden)
+    options = _launch_config(output, hidden)
     grid = (k, triton.cdiv(b, options["BLOCK_B"]))
     _, kernel = kernels()
     kernel[grid](d_output.contiguous(), weight_hh.contiguous(), output, saved, d_projected,

@@ -1,0 +1,111 @@
+"""The fused recurrence kernels compiled for a GPU target without a GPU: registers and spills.
+
+Triton compiles ahead of time (its own ptxas, no driver needed), so the kernels the fused
+engine launches can be checked on any machine: that they compile for the target at all
+(the CPU interpreter accepts programs the compiler would not) and how many registers each
+program holds and spills at the engine's launch options (``launch_options``), or at each
+tile of ``--sweep``. Spills turn on-chip recurrent state into local-memory traffic on every
+time step, so the engine's options are chosen to spill nothing.
+
+    python benchmarks/bench_kernels.py [--hidden 16 32 64 128] [--arch 90] [--sweep] [--json PATH]
+
+Prints one line per kernel and a JSON summary. Run without TRITON_INTERPRET (the
+interpreter replaces the language it compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+SIGNATURES = {
+    "forward": {"xp_ptr": "*fp32", "whh_ptr": "*fp32", "bhh_ptr": "*fp32", "y_ptr": "*fp32",
+                "saved_ptr": "*fp32", "T": "i32", "B": "i32"},
+    "backward": {"dy_ptr": "*fp32", "whh_ptr": "*fp32", "y_ptr": "*fp32", "saved_ptr": "*fp32",
+                 "dx_ptr": "*fp32", "dh_ptr": "*fp32", "T": "i32", "B": "i32"},
+}
+SWEEP = [(16, 4), (32, 4), (32, 8), (64, 8)]
+
+
+def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: int, arch: int) -> dict:
+    """Compile one kernel for ``sm_<arch>``; its registers, spill bytes and compile seconds."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    from seqlab.models import triton_rnn
+
+    fn = JITFunction(triton_rnn._forward if direction == "forward" else triton_rnn._backward)
+    constants = {"H": hidden, "G": triton_rnn.GATES[cell], "S": max(triton_rnn.SAVED[cell], 1),
+                 "CELL": triton_rnn.CELL_CODES[cell], "BLOCK_B": block, "PRECISION": "tf32"}
+    if direction == "forward":
+        constants["SAVE"] = True
+    signature = {**SIGNATURES[direction], **dict.fromkeys(constants, "constexpr")}
+    started = time.perf_counter()
+    kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants),
+                            target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    seconds = time.perf_counter() - started
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as handle:
+        handle.write(kernel.asm["ptx"])
+    try:
+        gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+        report = subprocess.run([str(ptxas), "-v", f"--gpu-name={gpu}", handle.name, "-o", os.devnull],
+                                capture_output=True, text=True, check=True).stderr
+    finally:
+        os.unlink(handle.name)
+    registers = re.search(r"Used (\d+) registers", report)
+    spills = re.search(r"(\d+) bytes spill stores", report)
+    return {"direction": direction, "cell": cell, "hidden": hidden, "block_b": block,
+            "num_warps": warps, "registers": int(registers.group(1)) if registers else None,
+            "spill_bytes": int(spills.group(1)) if spills else 0, "compile_s": round(seconds, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm"])
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 80, 90")
+    parser.add_argument("--sweep", action="store_true", help=f"every tile of {SWEEP}, not only "
+                                                              "the engine's options")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        parser.error("unset TRITON_INTERPRET: the interpreter cannot compile kernels")
+    from seqlab.models.triton_rnn import launch_options
+
+    rows = []
+    for hidden, cell in itertools.product(args.hidden, args.cells):
+        options = launch_options(hidden)
+        tiles = SWEEP if args.sweep else [(options["BLOCK_B"], options["num_warps"])]
+        for (block, warps), direction in itertools.product(tiles, ("forward", "backward")):
+            row = compile_kernel(direction, cell, hidden, block, warps, args.arch)
+            row["engine_default"] = (block, warps) == (options["BLOCK_B"], options["num_warps"])
+            rows.append(row)
+            print(f"{cell:<5} H={hidden:<4} {direction:<8} block {block:>2} x {warps} warps: "
+                  f"{row['registers']} registers, {row['spill_bytes']} bytes spilled "
+                  f"({row['compile_s']} s){'  <- engine' if row['engine_default'] else ''}",
+                  flush=True)
+    summary = {"arch": f"sm_{args.arch}", "kernels": rows,
+               "engine_spill_bytes": sum(r["spill_bytes"] for r in rows if r["engine_default"])}
+    print(json.dumps({k: v for k, v in summary.items() if k != "kernels"}))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
