@@ -12,13 +12,16 @@ reason: the address checked must be the address connected to.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import os
+import re
 import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -62,6 +65,22 @@ class FetchRefused(FetchError):
 
 class FetchLimitReached(FetchError):
     """The overall deadline or the byte cap: final, a retry would only multiply it."""
+
+
+# Query parameters whose values are credentials by their name (api_key, access_token,
+# X-Amz-Signature, sig, password, ...): never stored, logged or shown.
+_SECRET_PARAMETER = re.compile(r"key|token|secret|pass|auth|sig|credential|session", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be stored and shown: no ``user:password@``, no fragment, and the
+    values of credential-like query parameters replaced by ``<redacted>``."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    shown = "&".join(f"{name}=<redacted>" if _SECRET_PARAMETER.search(name) else
+                     urllib.parse.urlencode([(name, value)]) for name, value in query)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, shown, ""))
 
 
 def scheme_refusal(url: str) -> str | None:
@@ -231,7 +250,7 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
             reason = scheme_refusal(target)
             if reason:
                 fp.close()
-                raise FetchRefused(f"redirected to {target}: {reason}")
+                raise FetchRefused(f"redirected to {redact_url(target)}: {reason}")
         return super().http_error_302(req, fp, code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
@@ -260,7 +279,7 @@ def fetch_url(url: str, limits: SourceLimits) -> bytes:
     reason = scheme_refusal(url)
     if reason:
         raise FetchRefused(reason)
-    request = urllib.request.Request(url, headers={"User-Agent": "seqlab-ingest"})
+    request = _request(url)
     with _Deadline(limits.deadline_s) as deadline:
         opener = _build_opener(_Connector(limits, deadline))
         try:
@@ -280,6 +299,20 @@ def fetch_url(url: str, limits: SourceLimits) -> bytes:
         if deadline.expired:  # the shut-down socket looked like the end of the body
             raise _deadline_error(limits)
     return body
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The request for ``url``; ``user:password@`` becomes HTTP basic auth that is sent to
+    this host only (an unredirected header: a redirect elsewhere does not carry it)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return urllib.request.Request(url, headers={"User-Agent": "seqlab-ingest"})
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+    request = urllib.request.Request(bare, headers={"User-Agent": "seqlab-ingest"})
+    pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    request.add_unredirected_header("Authorization",
+                                    "Basic " + base64.b64encode(pair.encode()).decode())
+    return request
 
 
 def _deadline_error(limits: SourceLimits) -> FetchError:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqlab.ingest.fetch import FetchError, SourceLimits, fetch_url
+from seqlab.ingest.fetch import FetchError, SourceLimits, fetch_url, redact_url
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _GLOB_CHARS = ("*", "?", "[")
@@ -89,7 +89,8 @@ def _read_file(path: Path, max_bytes: int) -> RawSource:
 
 
 def _read_url(url: str, limits: SourceLimits) -> RawSource:
+    shown = redact_url(url)  # the name stored, logged and reported: credentials left out
     try:
-        return RawSource.from_bytes(url, fetch_url(url, limits))
+        return RawSource.from_bytes(shown, fetch_url(url, limits))
     except FetchError as error:
-        raise SourceError(f"{url}: {error}") from error
+        raise SourceError(f"{shown}: {error}") from error

@@ -11,7 +11,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 import seqlab
+from seqlab.ingest.fetch import redact_url
 from seqlab.report.build import render_report
 from seqlab.report.output import previous_files, write_report_files
 from seqlab.report.publish import (
@@ -24,6 +27,16 @@ from seqlab.warehouse import WarehouseMissing
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.publication import latest_study_grid_id
 from seqlab.warehouse.reports import load_report_inputs
+
+
+def without_credentials(frames: dict) -> dict:
+    """URL sources stored by versions before redact_url, published without their secrets."""
+    if "ingestions" not in frames:
+        return frames
+    source = pl.col("source")
+    return {**frames, "ingestions": frames["ingestions"].with_columns(
+        source=pl.when(source.str.contains("^https?://"))
+        .then(source.map_elements(redact_url, return_dtype=pl.String)).otherwise(source))}
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ def publish_grid(warehouse: Path, *, out_dir: Path, grid_id: str | None = None,
     inputs = load_report_inputs(warehouse, grid_id, timeout_s=timeout_s)
     check_publishable(inputs.grid)
     made = provenance(code_version_now)
-    frames = shareable_frames(inputs.frames)
+    frames = shareable_frames(without_credentials(inputs.frames))
     rendered = render_report(inputs.grid, frames, grid_id=grid_id, built_at=made.created_at)
     files = publication_files(inputs.grid, frames, rendered.files, made)
     write_report_files(out_dir, files)
