@@ -52,7 +52,30 @@ def _assert_same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None
     for table in TABLES:
         assert a[table].height > 0, table
         assert a[table].columns == b[table].columns, table
-        assert a[table].equals(b[table]), f"{table} differs"
+        assert a[table].equals(b[table]), f"{table} differs: {_difference(a[table], b[table])}"
+
+
+def _difference(a: pl.DataFrame, b: pl.DataFrame) -> str:
+    """Where two frames of the same columns differ: row counts, or each differing column's
+    first differing row with both values."""
+    if a.height != b.height:
+        return f"{a.height} rows against {b.height}"
+    found = []
+    for column in a.columns:
+        if a[column].dtype != b[column].dtype:
+            found.append(f"{column}: {a[column].dtype} against {b[column].dtype}")
+            continue
+        differs = a[column].ne_missing(b[column]).arg_true()
+        if differs.len():
+            row = differs[0]
+            found.append(f"{column}: {differs.len()} rows, first row {row}: "
+                         f"{a[column][row]!r} against {b[column][row]!r}")
+    return "; ".join(found) or "no column differs value by value"
+
+
+def _tail(done: subprocess.CompletedProcess, chars: int = 3000) -> str:
+    return (f"exit {done.returncode}\n--- stdout (tail) ---\n{done.stdout[-chars:]}"
+            f"\n--- stderr (tail) ---\n{done.stderr[-chars:]}")
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +100,20 @@ def test_the_flow_and_run_grid_store_the_same_rows(plain, ingested, tmp_path, pr
 def test_the_cli_and_run_grid_store_the_same_rows(plain, ingested, tmp_path):
     settings = _copy(ingested, tmp_path)
     script = Path(sys.executable).with_name("seqlab")
-    done = subprocess.run(
-        [str(script), "run", "--data", str(COINCODEX), "--symbol", "ETH", "--cells", "rnn,gru",
-         "--depths", "1", "--norms", "none,layer", "--feature-sets", "close", "--seeds", "0",
-         "--epochs", "2", "--hidden", "4", "--lookback", "10",
-         "--warehouse", str(settings.warehouse), "--out", str(settings.output_dir)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    _assert_same(plain, _contents(settings.warehouse))
+    command = [str(script), "run", "--data", str(COINCODEX), "--symbol", "ETH",
+               "--cells", "rnn,gru", "--depths", "1", "--norms", "none,layer",
+               "--feature-sets", "close", "--seeds", "0", "--epochs", "2", "--hidden", "4",
+               "--lookback", "10",
+               "--warehouse", str(settings.warehouse), "--out", str(settings.output_dir)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    except subprocess.TimeoutExpired as exc:  # with what it had said by then
+        said = [(text.decode(errors="replace") if isinstance(text, bytes) else text or "")[-3000:]
+                for text in (exc.stdout, exc.stderr)]
+        pytest.fail(f"seqlab run took over 600 s\n--- stdout (tail) ---\n{said[0]}"
+                    f"\n--- stderr (tail) ---\n{said[1]}")
+    assert done.returncode == 0, _tail(done)
+    try:
+        _assert_same(plain, _contents(settings.warehouse))
+    except AssertionError as exc:  # the CLI's own account of its grid says what went wrong
+        raise AssertionError(f"{exc}\n{_tail(done)}") from exc
