@@ -29,19 +29,14 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from seqlab.engine.batched import member_mse
 from seqlab.engine.config import TrainConfig
-from seqlab.engine.graphed import (
-    CapturedRun,
-    CaptureError,
-    DeviceData,
-    make_capturable_optimizer,
-)
+from seqlab.engine.graphed import DeviceData, make_capturable_optimizer
+from seqlab.engine.lockstep import LockstepRun, member_mse, prepared_run, train_members
 from seqlab.engine.packing import PackEpochCallback, pack_key, train_pack
 from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
 from seqlab.engine.result import TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
-from seqlab.engine.train import batch_plan, folds_single_window
+from seqlab.engine.train import folds_single_window
 from seqlab.features.windows import FeatureData, build_features
 from seqlab.models import triton_rnn
 from seqlab.models.fused import FusedPackModel
@@ -69,16 +64,6 @@ def fused_blocker(configs: Sequence[TrainConfig], device: torch.device) -> str |
     if len(plans) > 1:
         return "BatchNorm members fold a one-window last batch, the others do not"
     return triton_rnn.hidden_unsupported(configs[0].hidden) or triton_rnn.device_unsupported(device)
-
-
-class _NoState:
-    """Stands for a member in ``RunHistory.record``: its best state is kept in bulk instead."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-
-NO_STATE = _NoState()
 
 
 class PackData:
@@ -120,7 +105,7 @@ class PackData:
         return self.per_spec[config.feature_spec()]
 
 
-class FusedRun(CapturedRun):
+class FusedRun(LockstepRun):
     """A fused pack's model, optimizer, per-member batch orders and captured graphs.
 
     ``configs`` must be sorted by depth (the model's member order).
@@ -128,77 +113,15 @@ class FusedRun(CapturedRun):
 
     def __init__(self, configs: Sequence[TrainConfig], data: PackData, device: torch.device,
                  recurrence) -> None:
-        self.configs, self.data, self.device = list(configs), data, device
+        self.configs, self.data = list(configs), data
         self.members = [seeded_model(c.model_config(data.data(c).n_features), c.seed, device)
                         for c in self.configs]  # exactly as the eager engine builds them
         self.model = FusedPackModel([m.config for m in self.members], recurrence).to(device)
         self.model.load_members(self.members)
         self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, self.configs[0])
-        self.generators = [torch.Generator(device=device).manual_seed(c.seed) for c in self.configs]
-        owners = {name: rows.to(device) for name, rows in self.model.state_members().items()}
-        self.owners = [(p, owners[name]) for name, p in self.model.named_parameters()]
-        # Each member's best state so far, as stacked copies updated in bulk (row k is
-        # member k's): per-member state dicts would cost ~20 small copies per member.
-        self.state = self.model.state_dict()
-        self.best = {name: tensor.detach().clone() for name, tensor in self.state.items()}
-        self.best_rows = [(self.state[name], self.best[name], rows) for name, rows in owners.items()]
-        clips = [c.grad_clip for c in self.configs]
-        self.clipping = any(clip is not None for clip in clips)
-        self.max_norm = torch.tensor([clip or 1.0 for clip in clips], device=device)
-        self.clipped = torch.tensor([clip is not None for clip in clips], device=device)
-        k = len(self.configs)
         _, n, lookback, width = data.X_train.shape
-        batch = self.configs[0].batch_size
-        self.k, self.n, self.batch = k, n, batch
-        self.n_full, self.remainder = batch_plan(
-            n, batch, fold_single=folds_single_window(self.configs[0].norm, lookback))
-        self.offset = (data.spec_of * n).unsqueeze(1)  # (K, 1): a member's rows in the flat X
-        self.X_flat = data.X_train.reshape(-1, lookback, width)
-        self.y_flat = data.y_train.reshape(-1)
-        self.order = torch.zeros(k, n, dtype=torch.long, device=device)
-        self.order_full = self.order[:, : self.n_full * batch].view(k, self.n_full, batch)
-        self.order_rem = self.order[:, self.n_full * batch:]
-        self.step_counter = torch.zeros(1, dtype=torch.long, device=device)
-        self.loss_sum = torch.zeros(k, device=device)
-        self.X_batch = torch.zeros(k, batch, lookback, width, device=device)
-        self.y_batch = torch.zeros(k, batch, device=device)
-        self.X_rem = torch.zeros(k, self.remainder, lookback, width, device=device)
-        self.y_rem = torch.zeros(k, self.remainder, device=device)
-        self.graph_full = self.graph_rem = self.graph_eval = None
-        self.eval_losses: torch.Tensor | None = None
-        self.captured = False
-
-    def _step(self, full: bool) -> None:
-        if full:
-            idx = self.order_full.index_select(1, self.step_counter).view(self.k, self.batch)
-            xb, yb, size = self.X_batch, self.y_batch, self.batch
-        else:
-            idx, xb, yb, size = self.order_rem, self.X_rem, self.y_rem, self.remainder
-        flat = (idx + self.offset).reshape(-1)
-        xb.copy_(self.X_flat.index_select(0, flat).view(xb.shape))
-        yb.copy_(self.y_flat.index_select(0, flat).view(yb.shape))
-        losses = member_mse(self.model(xb), yb)  # (K,)
-        losses.sum().backward()  # row k's gradient is member k's own
-        if self.clipping:
-            self._clip_per_member()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.loss_sum.add_(losses.detach() * size)
-            if full:
-                self.step_counter.add_(1)
-
-    @torch.no_grad()
-    def _clip_per_member(self) -> None:
-        """``clip_grad_norm_`` for each member over its rows of every stacked gradient."""
-        squares = torch.zeros(self.k, device=self.device)
-        for param, rows in self.owners:
-            if param.grad is not None:
-                squares.index_add_(0, rows, param.grad.reshape(len(rows), -1).square().sum(1))
-        coef = (self.max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_
-        coef = torch.where(self.clipped, coef, torch.ones_like(coef))
-        for param, rows in self.owners:
-            if param.grad is not None:
-                param.grad.mul_(coef.index_select(0, rows).view(-1, *([1] * (param.dim() - 1))))
+        self.setup(self.configs, data.X_train.reshape(-1, lookback, width), data.y_train.reshape(-1),
+                   n, data.spec_of * n, self.model.state_members(), device)
 
     @torch.no_grad()
     def _predict(self, X: torch.Tensor) -> torch.Tensor:
@@ -217,26 +140,6 @@ class FusedRun(CapturedRun):
         if d.X_val.shape[1] > 0:
             losses.append(member_mse(self._predict(d.X_val), d.y_val.index_select(0, spec)))
         return torch.stack(losses, dim=1)  # (K, 1|2)
-
-    @torch.no_grad()
-    def keep_best(self, members: Sequence[int]) -> None:
-        """Copy these members' rows of every state tensor into the best copies."""
-        chosen = torch.zeros(self.k, dtype=torch.bool)
-        chosen[list(members)] = True
-        chosen = chosen.to(self.device)
-        for current, best, rows in self.best_rows:
-            keep = chosen.index_select(0, rows).view(-1, *([1] * (current.dim() - 1)))
-            best.copy_(torch.where(keep, current, best))
-
-    def best_state(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's best state as a StackedRNN state dict."""
-        return self.model.member_state_dict(k, self.best)
-
-    def begin_epoch(self) -> None:
-        for k, generator in enumerate(self.generators):
-            self.order[k].copy_(torch.randperm(self.n, generator=generator, device=self.device))
-        self.step_counter.zero_()
-        self.loss_sum.zero_()
 
 
 def train_pack_fused(
@@ -270,28 +173,12 @@ def train_pack_fused(
             result.determinism["fused_refused"] = reason
         return results
     determinism = configure_determinism(device)
-    run, graph = _prepared_run(members, data, device)
+    run, graph = prepared_run(
+        lambda: FusedRun(members, data, device, triton_rnn.recurrence_triton),
+        None if device.type == "cuda" else f"device {device} is not CUDA", "fused")
     has_val = data.X_val.shape[1] > 0
     histories = [RunHistory(c, has_val=has_val) for c in members]
-    active = list(range(run.k))
-    while active:
-        epoch_start = time.perf_counter()
-        rows = run.run_epoch().tolist()  # the pack's single host sync per epoch
-        seconds = time.perf_counter() - epoch_start
-        still, improved = [], []
-        for k in active:
-            callback = None if on_epoch is None else (lambda r, i=order[k]: on_epoch(i, r))
-            best = histories[k].best_epoch
-            if histories[k].record(rows[k], seconds, NO_STATE, callback):
-                still.append(k)
-            if histories[k].best_epoch != best:
-                improved.append(k)
-        if improved:
-            run.keep_best(improved)
-        active = still
-    for k, history in enumerate(histories):
-        if history.best_state is not None:
-            history.best_state = run.best_state(k)
+    train_members(run, histories, on_epoch, order)
     recurrence = "triton (interpreter)" if triton_rnn.interpreter_on() else "triton (compiled)"
     results: list[TrainResult | None] = [None] * len(configs)
     for k, (config, member) in enumerate(zip(members, run.members, strict=True)):
@@ -304,22 +191,3 @@ def train_pack_fused(
             config, data.data(config), member, histories[k], device_data.X_test, device=device,
             determinism=record, started=started, checkpoint_dir=checkpoint_dir)
     return results
-
-
-def _prepared_run(configs: list[TrainConfig], data: PackData, device: torch.device,
-                  ) -> tuple[FusedRun, str]:
-    """A run ready for epoch 1: captured on CUDA, else eager; with its ``graph`` record."""
-    recurrence = triton_rnn.recurrence_triton
-    if device.type == "cuda":
-        run = FusedRun(configs, data, device, recurrence)
-        try:
-            run.capture()
-            return run, "captured"
-        except CaptureError as error:
-            reason = f"capture failed: {error}"
-            del run  # rebuilt below: a failed capture may leave the state half-stepped
-    else:
-        reason = f"device {device} is not CUDA"
-    run = FusedRun(configs, data, device, recurrence)
-    run.prepare(use_graphs=False)
-    return run, f"eager-fused: {reason}"

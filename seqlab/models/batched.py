@@ -8,7 +8,7 @@ k computes what ``StackedRNN`` with member k's weights computes, up to float rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -105,18 +105,18 @@ class BatchedStackedRNN(nn.Module):
         out = torch.baddbmm(self.head_bias.unsqueeze(1), last, self.head_weight.transpose(1, 2))
         return out.squeeze(-1)  # (K, B, 1) -> (K, B)
 
-    def _member_keys(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(StackedRNN state-dict key, stacked tensor) pairs; member k is ``tensor[k]``."""
+    def _member_keys(self) -> Iterator[tuple[str, str]]:
+        """(StackedRNN state-dict key, this module's state-dict name); member k is row k."""
         fused = self.config.norm == "none"
-        for i, layer in enumerate(self.layers):
+        for i in range(len(self.layers)):
             prefix, suffix = ("rnn.", f"_l{i}") if fused else (f"layers.{i}.", "_l0")
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                yield f"{prefix}{name}{suffix}", getattr(layer, name)
+                yield f"{prefix}{name}{suffix}", f"layers.{i}.{name}"
         for i, norm in enumerate(self.norms):
-            for name, tensor in norm.state_dict(keep_vars=True).items():
-                yield f"norms.{i}.{name}", tensor
-        yield "head.weight", self.head_weight
-        yield "head.bias", self.head_bias
+            for name in norm.state_dict():
+                yield f"norms.{i}.{name}", f"norms.{i}.{name}"
+        yield "head.weight", "head_weight"
+        yield "head.bias", "head_bias"
 
     @classmethod
     def from_models(cls, models: Sequence[StackedRNN]) -> BatchedStackedRNN:
@@ -130,13 +130,17 @@ class BatchedStackedRNN(nn.Module):
         first = next(models[0].parameters())
         batched = cls(config, len(models)).to(device=first.device, dtype=first.dtype)
         states = [model.state_dict() for model in models]
+        mine = batched.state_dict(keep_vars=True)
         with torch.no_grad():
-            for key, tensor in batched._member_keys():
-                tensor.copy_(torch.stack([state[key] for state in states]))
+            for key, name in batched._member_keys():
+                mine[name].copy_(torch.stack([state[key] for state in states]))
         return batched
 
-    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's weights as a state dict loadable into ``StackedRNN(self.config)`` (copies)."""
+    def member_state_dict(self, k: int, state: Mapping[str, torch.Tensor] | None = None,
+                          ) -> dict[str, torch.Tensor]:
+        """Member k's weights as a state dict loadable into ``StackedRNN(self.config)`` (copies),
+        read from ``state`` (tensors named as in this module's state dict) or the module."""
         if not 0 <= k < self.k:
             raise IndexError(f"member {k} out of range for {self.k} members")
-        return {key: tensor.detach()[k].clone() for key, tensor in self._member_keys()}
+        state = self.state_dict() if state is None else state
+        return {key: state[name][k].detach().clone() for key, name in self._member_keys()}
