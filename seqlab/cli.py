@@ -51,7 +51,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 @app.command("sample-data")
 def sample_data(
-    path: Annotated[Path, typer.Argument(help="CSV file or folder to write the synthetic series to.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="CSV file or folder to write the synthetic series to.")],
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed of the synthetic series.")] = 7,
 ) -> None:
     """Write a deterministic SYNTHETIC ETH-like daily series (no download needed)."""
@@ -63,7 +63,7 @@ def sample_data(
 
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Argument(help="CSV file, folder, glob, or http(s) URL.")],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="CSV file, folder, glob, or http(s) URL.")],
     symbol: Annotated[str, typer.Option(metavar="SYMBOL", help="Symbol the prices are stored under.",
                                         callback=_checked_symbol)] = "ETH",
     warehouse: WarehouseOpt = None,
@@ -295,7 +295,7 @@ def predict(
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL to run on the warehouse (read-only).")],
+    sql: Annotated[str, typer.Argument(metavar="SQL", help="SQL to run on the warehouse (read-only).")],
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table | csv | json")] = "table",
     timeout_s: Annotated[float, typer.Option(
         "--timeout-s", metavar="SECONDS", help="Stop the query after this many seconds (0: no limit).")] = 30.0,
