@@ -26,6 +26,13 @@ def member_mse(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (predicted - target).square().mean(dim=1)
 
 
+def _one_hot(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """(K, len(rows)): entry [m, i] is 1 where row i belongs to member m."""
+    owner = torch.zeros(k, len(rows), device=rows.device)
+    owner[rows, torch.arange(len(rows), device=rows.device)] = 1.0
+    return owner
+
+
 class LockstepRun(CapturedRun):
     """A subclass sets ``model`` and ``optimizer``, calls :meth:`setup`, and defines
     ``_evaluate`` (its members' test[, val] losses, (K, 1|2))."""
@@ -42,7 +49,8 @@ class LockstepRun(CapturedRun):
         self.windows, self.targets = windows, targets
         self.offset = offset.view(k, 1).to(device)
         owners = {name: rows.to(device) for name, rows in owners.items()}
-        self.owners = [(p, owners[name]) for name, p in self.model.named_parameters()]
+        self.owners = [(p, owners[name], _one_hot(owners[name], k))
+                       for name, p in self.model.named_parameters()]
         # Each member's best state so far, as stacked copies updated in bulk (row k is
         # member k's): per-member state dicts would cost ~20 small copies per member.
         state = self.model.state_dict()
@@ -92,12 +100,12 @@ class LockstepRun(CapturedRun):
     def _clip_per_member(self) -> None:
         """``clip_grad_norm_`` for each member over its rows of every stacked gradient."""
         squares = torch.zeros(self.k, device=self.device)
-        for param, rows in self.owners:
-            if param.grad is not None:
-                squares.index_add_(0, rows, param.grad.reshape(len(rows), -1).square().sum(1))
+        for param, rows, owner in self.owners:
+            if param.grad is not None:  # a matmul, not index_add_: CUDA atomics add in any order
+                squares += owner @ param.grad.reshape(len(rows), -1).square().sum(1)
         coef = (self.max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_
         coef = torch.where(self.clipped, coef, torch.ones_like(coef))
-        for param, rows in self.owners:
+        for param, rows, _ in self.owners:
             if param.grad is not None:
                 param.grad.mul_(coef.index_select(0, rows).view(-1, *([1] * (param.dim() - 1))))
 
