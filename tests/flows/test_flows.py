@@ -150,5 +150,5 @@ def test_packed_grid_stores_every_member_as_its_own_run(first_grid, workspace):
     assert {json.loads(d)["pack"]["mode"] for d in runs["determinism"]} == {"sequential: no CUDA"}
     from prefect.exceptions import ParameterTypeError
 
-    with pytest.raises(ParameterTypeError, match="'streams' or 'batched'"):
+    with pytest.raises(ParameterTypeError, match="'streams', 'batched' or 'fused'"):
         train_grid(symbol="ETH", grid=TINY, pack_mode="threads", **workspace)
