@@ -361,15 +361,28 @@ def fused_correctness(prices, device) -> list[dict]:
 
 
 def section_fused(args, prices, device) -> dict:
-    """Fused packs: correctness, then single architectures and the study mix per K."""
+    """Fused packs: the study mix per K first (the number the study needs), then
+    correctness, then single architectures; progress saved after each step."""
     out: dict = {"archs": {}, "study_mix": {}}
+    epochs = args.warmup + args.epochs
+    grid = [replace(c, epochs=epochs, device=str(device)) for c in build_grid(PRESETS["study"])]
+    for size in args.fused_sizes:
+        try:
+            picked = random.Random(size).sample(grid, min(size, len(grid)))
+            out["study_mix"][size] = entry = fused_entry(picked, prices, device, args.warmup)
+            entry["mix"] = sorted({f"{c.cell} d{c.depth} {c.norm} {c.feature_set}" for c in picked})
+            _print_fused("study mix", size, entry)
+        except Exception:
+            out["study_mix"][size] = {"error": traceback.format_exc()}
+            print(f"  fused study mix K={size}: FAILED\n{out['study_mix'][size]['error']}", flush=True)
+        args.save_progress("fused", out)
     try:
         out["checks"] = fused_correctness(prices, device)
         out["all_pass"] = all(c["pass"] for c in out["checks"])
     except Exception:
         out["checks_error"] = traceback.format_exc()
         print(f"  fused correctness FAILED\n{out['checks_error']}", flush=True)
-    epochs = args.warmup + args.epochs
+    args.save_progress("fused", out)
     for cell, depth, norm in FUSED_ARCHS:
         name = f"{cell} d{depth} {norm}"
         out["archs"][name] = {}
@@ -383,16 +396,7 @@ def section_fused(args, prices, device) -> dict:
             except Exception:
                 out["archs"][name][size] = {"error": traceback.format_exc()}
                 print(f"  fused {name} K={size}: FAILED\n{out['archs'][name][size]['error']}", flush=True)
-    grid = [replace(c, epochs=epochs, device=str(device)) for c in build_grid(PRESETS["study"])]
-    for size in args.fused_sizes:
-        try:
-            picked = random.Random(size).sample(grid, min(size, len(grid)))
-            out["study_mix"][size] = entry = fused_entry(picked, prices, device, args.warmup)
-            entry["mix"] = sorted({f"{c.cell} d{c.depth} {c.norm} {c.feature_set}" for c in picked})
-            _print_fused("study mix", size, entry)
-        except Exception:
-            out["study_mix"][size] = {"error": traceback.format_exc()}
-            print(f"  fused study mix K={size}: FAILED\n{out['study_mix'][size]['error']}", flush=True)
+            args.save_progress("fused", out)
     return out
 
 
@@ -524,6 +528,12 @@ def main(argv: list[str] | None = None) -> None:
     sections = [("correctness", section_correctness), ("per_config", section_per_config),
                 ("packed", section_packed), ("batched", section_batched), ("fused", section_fused)]
     started = time.perf_counter()
+
+    def save_progress(name: str, part: dict) -> None:  # a section's numbers so far, kept
+        summary[name] = part
+        write_json(summary, args.json)
+
+    args.save_progress = save_progress
     for name, run in sections:
         if name in args.skip:
             continue
