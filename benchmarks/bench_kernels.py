@@ -3,9 +3,10 @@
 Triton compiles ahead of time (its own ptxas, no driver needed), so the kernels the fused
 engine launches can be checked on any machine: that they compile for the target at all
 (the CPU interpreter accepts programs the compiler would not) and how many registers each
-program holds and spills at the engine's launch options (``launch_options``), or at each
+program holds and spills (local memory, from the cubin) at the engine's launch options (``launch_options``), or at each
 tile of ``--sweep``. Spills turn on-chip recurrent state into local-memory traffic on every
-time step, so the engine's options are chosen to spill nothing.
+time step, so the engine's options are chosen to spill nothing; and a program's shared memory must fit
+the GPU's (227 KiB per block on an H100/H200) or it cannot launch at all.
 
     python benchmarks/bench_kernels.py [--hidden 16 32 64 128] [--arch 90] [--sweep] [--json PATH]
 
@@ -35,7 +36,7 @@ SIGNATURES = {
     "backward": {"dy_ptr": "*fp32", "whh_ptr": "*fp32", "y_ptr": "*fp32", "saved_ptr": "*fp32",
                  "dx_ptr": "*fp32", "dh_ptr": "*fp32", "T": "i32", "B": "i32"},
 }
-SWEEP = [(16, 4), (32, 4), (32, 8), (64, 8)]
+SWEEP = [(16, 4), (16, 8), (32, 4), (32, 8), (64, 8)]
 
 
 def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: int, arch: int) -> dict:
@@ -57,20 +58,23 @@ def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: in
     kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants),
                             target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
     seconds = time.perf_counter() - started
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as handle:
-        handle.write(kernel.asm["ptx"])
+    # The cubin Triton built with its own ptxas, read back with the cuobjdump it ships:
+    # STACK is the per-thread stack frame, where registers that do not fit spill (these
+    # kernels call nothing), the number ptxas -v gives as "bytes stack frame".
+    tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as handle:
+        handle.write(kernel.asm["cubin"])
     try:
-        gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
-        report = subprocess.run([str(ptxas), "-v", f"--gpu-name={gpu}", handle.name, "-o", os.devnull],
-                                capture_output=True, text=True, check=True).stderr
+        report = subprocess.run([str(tools / "cuobjdump"), "--dump-resource-usage", handle.name],
+                                capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(handle.name)
-    registers = re.search(r"Used (\d+) registers", report)
-    spills = re.search(r"(\d+) bytes spill stores", report)
+    registers = re.search(r"REG:(\d+)", report)
+    stack = re.search(r"STACK:(\d+)", report)
     return {"direction": direction, "cell": cell, "hidden": hidden, "block_b": block,
             "num_warps": warps, "registers": int(registers.group(1)) if registers else None,
-            "spill_bytes": int(spills.group(1)) if spills else 0, "compile_s": round(seconds, 2)}
+            "spill_bytes": int(stack.group(1)) if stack else None,
+            "shared_bytes": int(kernel.metadata.shared), "compile_s": round(seconds, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                                                               "the engine's options")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9 warns when unset
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         parser.error("unset TRITON_INTERPRET: the interpreter cannot compile kernels")
     from seqlab.models.triton_rnn import launch_options
@@ -95,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             row["engine_default"] = (block, warps) == (options["BLOCK_B"], options["num_warps"])
             rows.append(row)
             print(f"{cell:<5} H={hidden:<4} {direction:<8} block {block:>2} x {warps} warps: "
-                  f"{row['registers']} registers, {row['spill_bytes']} bytes spilled "
+                  f"{row['registers']} registers, {row['spill_bytes']} bytes spilled, "
+                  f"{row['shared_bytes'] // 1024} KiB shared "
                   f"({row['compile_s']} s){'  <- engine' if row['engine_default'] else ''}",
                   flush=True)
+    engine = [r for r in rows if r["engine_default"]]
     summary = {"arch": f"sm_{args.arch}", "kernels": rows,
-               "engine_spill_bytes": sum(r["spill_bytes"] for r in rows if r["engine_default"])}
+               "engine_spill_bytes": sum(r["spill_bytes"] for r in engine),
+               "engine_max_shared_bytes": max((r["shared_bytes"] for r in engine), default=0)}
     print(json.dumps({k: v for k, v in summary.items() if k != "kernels"}))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ The kernels are plain functions until :func:`kernels` wraps them in ``triton.jit
 for CUDA tensors, or, when ``TRITON_INTERPRET=1`` was set before triton was first imported,
 run by Triton's interpreter (numpy, slow) on CPU tensors, which is how the test suite
 checks them on machines without a GPU. Shapes: hidden a power of two in
-[16, 128], equal for all K models of a launch (``tl.dot`` needs blocks of at least 16).
+[16, 64], equal for all K models of a launch (``tl.dot`` needs blocks of at least 16).
 
 Saved for backward per step: LSTM i, f, g, o (activated) and c; GRU r, z, n and
 ``h W_hn^T + b_hn``; RNN nothing but its output.
@@ -35,7 +35,10 @@ except Exception:  # a missing or broken install: triton_missing() says why
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CELL_CODES = {"rnn": 0, "gru": 1, "lstm": 2}
 SAVED = {"rnn": 0, "gru": 4, "lstm": 5}  # saved blocks of H per step
-MIN_HIDDEN, MAX_HIDDEN = 16, 128  # beyond 128 every tile spills registers
+# Above 64 a program's recurrent weights outgrow on-chip memory: compiled for sm_90, hidden
+# 128 needs 264 KiB of shared memory for LSTM's forward and 320-408 KiB for GRU's and LSTM's
+# backward, over the 227 KiB a block may have (benchmarks/bench_kernels.py).
+MIN_HIDDEN, MAX_HIDDEN = 16, 64
 
 
 def triton_missing() -> str | None:
@@ -178,7 +181,8 @@ def _backward(dy_ptr, whh_ptr, y_ptr, saved_ptr, dx_ptr, dh_ptr, T, B,
             z = tl.load(sv + H, mask=mask, other=0.0)
             n = tl.load(sv + 2 * H, mask=mask, other=0.0)
             h_n = tl.load(sv + 3 * H, mask=mask, other=0.0)
-            h_prev = tl.load(y_at + before * H, mask=mask & (t > 0), other=0.0)
+            # Step 0 reads step 0's row (a valid address) and discards it: h_{-1} is 0.
+            h_prev = tl.where(t > 0, tl.load(y_at + before * H, mask=mask, other=0.0), 0.0)
             d_n = dh * (1.0 - z) * (1.0 - n * n)
             d_z = dh * (h_prev - n) * z * (1.0 - z)
             d_r = d_n * h_n * r * (1.0 - r)
@@ -210,7 +214,8 @@ def _backward(dy_ptr, whh_ptr, y_ptr, saved_ptr, dx_ptr, dh_ptr, T, B,
             g = tl.load(sv + 2 * H, mask=mask, other=0.0)
             o = tl.load(sv + 3 * H, mask=mask, other=0.0)
             c = tl.load(sv + 4 * H, mask=mask, other=0.0)
-            c_prev = tl.load(s_at + before * (S * H) + 4 * H, mask=mask & (t > 0), other=0.0)
+            c_prev = tl.where(t > 0, tl.load(s_at + before * (S * H) + 4 * H, mask=mask, other=0.0),
+                              0.0)
             tanh_c = 2.0 * tl.sigmoid(2.0 * c) - 1.0
             dc += dh * o * (1.0 - tanh_c * tanh_c)
             d_i = dc * g * i * (1.0 - i)
@@ -267,10 +272,10 @@ def launch_options(hidden: int) -> dict:
     """Batch rows per program and warps: a tile ptxas fits without spilling registers.
 
     Compiled for sm_90 by ``benchmarks/bench_kernels.py``: 16 rows spill nothing with 4 warps
-    up to hidden 64 and with 8 warps up to 128 (LSTM forward at 64: 188 registers with 4
-    warps, 128 with 8), while 32 rows spill hundreds of bytes (GRU from hidden 32 with 4
-    warps, every cell at 128). ``SEQLAB_FUSED_BLOCK_B`` / ``SEQLAB_FUSED_WARPS`` override
-    them for measurements.
+    up to hidden 32 and with 8 warps at 64 (LSTM forward at 64: 188 registers with 4 warps,
+    128 with 8; its backward 140 KiB of shared memory), while 32 rows spill at 64 with 4
+    warps (GRU, LSTM) or take 216 KiB of shared memory with 8 (LSTM backward).
+    ``SEQLAB_FUSED_BLOCK_B`` / ``SEQLAB_FUSED_WARPS`` override them for measurements.
     """
     block = int(os.environ.get("SEQLAB_FUSED_BLOCK_B", "16"))
     warps = int(os.environ.get("SEQLAB_FUSED_WARPS", "4" if hidden <= 32 else "8"))

@@ -75,7 +75,7 @@ def test_no_grad_calls_save_nothing_and_agree():
     assert torch.equal(plain, tracked.detach())
 
 
-@pytest.mark.parametrize("hidden,ok", [(16, True), (64, True), (128, True), (8, False), (256, False),
-                                       (48, False), (512, False)])
+@pytest.mark.parametrize("hidden,ok", [(16, True), (32, True), (64, True), (8, False), (48, False),
+                                       (128, False)])
 def test_hidden_sizes_the_kernels_tile(hidden, ok):
     assert (hidden_unsupported(hidden) is None) == ok
