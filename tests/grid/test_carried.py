@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from seqlab.warehouse import query
 
 GRID = GridParams(preset="tiny", cells=["rnn", "gru"], depths=[1, 2], hidden=16, lookback=5,
                   epochs=2)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOSSES = "SELECT run_id, epoch, train_loss, test_loss, val_loss FROM epoch_metrics ORDER BY run_id, epoch"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,3 +98,22 @@ def test_results_of_other_code_or_data_are_refused(ingested, tmp_path, field, me
         import_results(settings, tmp_path / "carry", tmp_path / "results")
     grids = query(settings.warehouse, "SELECT count(*) AS n FROM grids")["n"][0]
     assert grids == 0  # refused before a grid was opened
+
+
+def test_the_far_side_needs_neither_duckdb_nor_prefect(ingested, tmp_path):
+    """A GPU machine has torch, polars and pydantic only: training there imports nothing else."""
+    settings = _settings(ingested, tmp_path / "here")
+    export_work(resolve_spec(GRID), settings, tmp_path / "carry", symbol=SYNTHETIC_SYMBOL)
+    program = (
+        "import sys\n"
+        "for name in ('duckdb', 'prefect', 'pandera', 'great_expectations', 'typer'):\n"
+        "    sys.modules[name] = None  # importing any of them fails\n"
+        "from seqlab.grid.carried import train_work\n"
+        f"done = train_work({str(tmp_path / 'carry')!r}, {str(tmp_path / 'results')!r},\n"
+        "                  pack_mode='streams', log=lambda line: None)\n"
+        "assert done['trained'] == 4, done\n")
+    finished = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                              timeout=300, cwd=REPO_ROOT)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    done = import_results(settings, tmp_path / "carry", tmp_path / "results")
+    assert (done.trained, done.failed) == (4, 0)
