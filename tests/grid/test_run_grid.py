@@ -123,7 +123,7 @@ def test_the_cli_and_run_grid_store_the_same_rows(plain, ingested, tmp_path):
                     f"\n--- stderr (tail) ---\n{said[1]}")
     assert done.returncode == 0, _tail(done)
     try:
-        # Within 1e-6, not bit for bit: in about 1 of 10 `seqlab run` processes one config's
+        # Within 1e-6, not bit for bit: in 1 of 10 to 1 of 100 `seqlab run` processes one config's
         # float32 losses and metrics differ in their last bits (2e-7 relative, seen for
         # rnn/none only), never in run_grid or the flow in-process. Cause not found yet; a
         # real difference in what was trained is orders of magnitude larger.
