@@ -46,6 +46,7 @@ class CarriedWorkError(ValueError):
 def export_work(spec: GridSpec, settings: Settings, folder: Path, *, symbol: str,
                 preset: str | None = None, force: bool = False) -> dict:
     """Write the folder another machine trains from; returns what ``work.json`` holds."""
+    # Imported here, not above: grid.run needs DuckDB, and train_work's machine has none.
     from seqlab.grid.run import gated_prices, grid_requests
     from seqlab.warehouse.runs import completed_run_ids
 

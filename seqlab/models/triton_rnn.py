@@ -301,13 +301,14 @@ def forward(cell: str, projected: torch.Tensor, weight_hh: torch.Tensor, bias_hh
     k, t, b, _ = projected.shape
     hidden = weight_hh.shape[-1]
     y = projected.new_empty(k, t, b, hidden)
-    saved_blocks = SAVED[cell] if save else 0
-    saved = projected.new_empty(k, t, b, max(saved_blocks, 1) * hidden)
+    blocks = SAVED[cell] if save else 0
+    # Nothing to keep (RNN, or evaluation): a placeholder the kernel never touches.
+    saved = projected.new_empty(k, t, b, blocks * hidden) if blocks else projected.new_empty(1)
     options = _launch_config(projected, hidden)
     grid = (k, triton.cdiv(b, options["BLOCK_B"]))
     kernel, _ = kernels()
     kernel[grid](projected.contiguous(), weight_hh.contiguous(), bias_hh.contiguous(), y, saved,
-                 t, b, H=hidden, G=GATES[cell], S=max(saved_blocks, 1), CELL=CELL_CODES[cell],
+                 t, b, H=hidden, G=GATES[cell], S=max(SAVED[cell], 1), CELL=CELL_CODES[cell],
                  SAVE=save, PRECISION=_precision(), **options)
     return y, saved
 
@@ -324,7 +325,7 @@ def backward(cell: str, d_output: torch.Tensor, weight_hh: torch.Tensor, output:
     grid = (k, triton.cdiv(b, options["BLOCK_B"]))
     _, kernel = kernels()
     kernel[grid](d_output.contiguous(), weight_hh.contiguous(), output, saved, d_projected,
-                 d_hidden, t, b, H=hidden, G=gates, S=saved.shape[-1] // hidden,
+                 d_hidden, t, b, H=hidden, G=gates, S=max(SAVED[cell], 1),
                  CELL=CELL_CODES[cell], PRECISION=_precision(), **options)
     return d_projected, d_hidden
 
