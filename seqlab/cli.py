@@ -32,6 +32,17 @@ PrivateUrlsOpt = Annotated[bool, typer.Option(
     "(default: refused; or SEQLAB_ALLOW_PRIVATE_URLS=1).")]
 
 
+@app.callback()
+def _check_environment() -> None:
+    """Every SEQLAB_* variable is checked before any command runs: one line naming a bad one."""
+    from seqlab.config import EnvironmentSettings, SettingsError
+
+    try:
+        EnvironmentSettings.load()
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
 def _checked_symbol(value: str | None) -> str | None:
     """--symbol's callback: the one symbol rule, as a usage error before anything runs."""
     from seqlab.schemas.symbols import SymbolError, check_symbol

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import http.client
 import ipaddress
-import os
 import re
 import socket
 import threading
@@ -42,16 +41,17 @@ class SourceLimits:
 
     @classmethod
     def from_env(cls, allow_private_urls: bool | None = None) -> SourceLimits:
-        """Limits from ``SEQLAB_*`` variables; an explicit ``allow_private_urls`` wins."""
-        defaults = cls()
-        if allow_private_urls is None:
-            flag = os.environ.get("SEQLAB_ALLOW_PRIVATE_URLS", "").strip().lower()
-            allow_private_urls = flag in ("1", "true", "yes", "on")
+        """Limits from the checked ``SEQLAB_*`` variables (seqlab.config); an explicit
+        ``allow_private_urls`` wins."""
+        from seqlab.config import EnvironmentSettings
+
+        env = EnvironmentSettings.load()
         return cls(
-            max_bytes=int(os.environ.get("SEQLAB_SOURCE_MAX_BYTES", defaults.max_bytes)),
-            read_timeout_s=defaults.read_timeout_s,
-            deadline_s=float(os.environ.get("SEQLAB_URL_DEADLINE_S", defaults.deadline_s)),
-            allow_private_urls=allow_private_urls,
+            max_bytes=env.source_max_bytes,
+            read_timeout_s=cls().read_timeout_s,
+            deadline_s=env.url_deadline_s,
+            allow_private_urls=env.allow_private_urls if allow_private_urls is None
+            else allow_private_urls,
         )
 
 

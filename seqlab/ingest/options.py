@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from seqlab.checks.dataset import DatasetCheckConfig, data_docs_dir
-from seqlab.config import Settings
+from seqlab.config import EnvironmentSettings, Settings
 from seqlab.ingest.fetch import SourceLimits
 from seqlab.ingest.parse import ParsedSource
 from seqlab.schemas.prices import RowValidation
@@ -47,7 +47,7 @@ class IngestOptions:
             docs_dir=data_docs_dir(settings.output_dir, symbol),
             lock_timeout_s=settings.lock_timeout_s,
             sources=SourceLimits.from_env(allow_private_urls),
-            values=ValueLimits.from_env(),
+            values=_value_limits(),
         )
 
 
@@ -99,3 +99,9 @@ def summary_lines(summary: IngestSummary) -> list[str]:
         f"{summary.rows_unchanged} unchanged; data_version {summary.data_version[:12]}",
         f"dataset gate {gate}; data docs {summary.docs_path}",
     ]
+
+
+def _value_limits() -> ValueLimits:
+    """SEQLAB_MAX_PRICE and SEQLAB_MAX_AMOUNT, checked by seqlab.config."""
+    env = EnvironmentSettings.load()
+    return ValueLimits(max_price=env.max_price, max_amount=env.max_amount)

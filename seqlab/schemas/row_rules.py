@@ -10,7 +10,6 @@ flagged. Sources often lack open/high/low, so a rule only judges the values pres
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 
 import polars as pl
@@ -30,7 +29,8 @@ class ValueLimits:
     ETH's all-time high is under 5e3 USD and its largest daily volume and market cap under
     1e12 USD, so the defaults leave room for any asset quoted in USD while still stopping
     ``1e308`` (which passes every other rule and makes training diverge). Both are
-    exclusive; override them with ``SEQLAB_MAX_PRICE`` and ``SEQLAB_MAX_AMOUNT``.
+    exclusive; override them with ``SEQLAB_MAX_PRICE`` and ``SEQLAB_MAX_AMOUNT`` (read and
+    checked by seqlab.config).
     """
 
     max_price: float = 1e9  # open/high/low/close, quote currency
@@ -41,14 +41,6 @@ class ValueLimits:
             value = getattr(self, name)
             if not (value > 0 and value < float("inf")):
                 raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
-
-    @classmethod
-    def from_env(cls) -> ValueLimits:
-        defaults = cls()
-        return cls(
-            max_price=float(os.environ.get("SEQLAB_MAX_PRICE", defaults.max_price)),
-            max_amount=float(os.environ.get("SEQLAB_MAX_AMOUNT", defaults.max_amount)),
-        )
 
 
 @dataclass(frozen=True)

@@ -121,11 +121,17 @@ def test_limits_are_settable():
         ValueLimits(max_price=math.inf)
 
 
-def test_limits_come_from_the_environment(monkeypatch):
-    assert ValueLimits.from_env() == ValueLimits()
+def test_limits_come_from_the_environment(monkeypatch, tmp_path):
+    from seqlab.config import Settings
+    from seqlab.ingest.options import IngestOptions
+
+    def limits() -> ValueLimits:
+        return IngestOptions.from_settings(Settings(tmp_path / "w", tmp_path), "ETH").values
+
+    assert limits() == ValueLimits()
     monkeypatch.setenv("SEQLAB_MAX_PRICE", "5e5")
     monkeypatch.setenv("SEQLAB_MAX_AMOUNT", "1e13")
-    assert ValueLimits.from_env() == ValueLimits(max_price=5e5, max_amount=1e13)
+    assert limits() == ValueLimits(max_price=5e5, max_amount=1e13)
 
 
 def test_row_breaking_several_rules_is_quarantined_once_naming_all():
