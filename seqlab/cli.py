@@ -309,9 +309,12 @@ def query(
     sql: Annotated[str, typer.Argument(metavar="SQL", help="SQL to run on the warehouse (read-only).")],
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table | csv | json")] = "table",
     timeout_s: Annotated[float, typer.Option(
-        "--timeout-s", metavar="SECONDS", help="Stop the query after this many seconds (0: no limit).")] = 30.0,
+        "--timeout-s", metavar="SECONDS", help="Stop the query after this many seconds (above 0).")] = 30.0,
     max_rows: Annotated[int, typer.Option(
         "--max-rows", metavar="N", help="Print at most this many rows; says so on stderr when it cuts (0: all).")] = 100_000,
+    memory_limit: Annotated[str | None, typer.Option(
+        "--memory-limit", metavar="SIZE", help="DuckDB memory for the query, e.g. 512MB or 4GiB "
+        "(default: $SEQLAB_QUERY_MEMORY_LIMIT or 2GiB).")] = None,
     warehouse: WarehouseOpt = None,
 ) -> None:
     """Query the warehouse with SQL; writes, ATTACH, extensions and file access are refused.
@@ -324,9 +327,12 @@ def query(
 
     if fmt not in _QUERY_WRITERS:
         _fail(f"unknown format {fmt!r}; allowed: table, csv, json")
+    from seqlab.config import EnvironmentSettings, parse_memory_limit
+
     settings = Settings.from_env(warehouse, None)
     try:
-        limits = QueryLimits(timeout_s=timeout_s, max_rows=max_rows)
+        memory = parse_memory_limit(memory_limit or EnvironmentSettings.load().query_memory_limit)
+        limits = QueryLimits(timeout_s=timeout_s, max_rows=max_rows, memory_limit_bytes=memory)
         with open_user_query(settings.warehouse, sql, limits=limits,
                              lock_timeout_s=settings.lock_timeout_s) as stream:
             _QUERY_WRITERS[fmt](stream)
@@ -340,12 +346,30 @@ def query(
                    err=True)
 
 
+# Control characters a terminal acts on (ESC starts colour, title and clipboard sequences;
+# CR overwrites a line): shown as \xNN, never sent raw. Tab and newline stay.
+_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f\x{80}-\x{9f}]"
+_CONTROL_NAMES = {c: f"\\x{c:02x}" for c in [*range(0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]}
+
+
+def _printable(frame):
+    """``frame`` with the control characters of its text columns escaped; a column is
+    rewritten only when it holds one (5M clean rows cost one scan)."""
+    import polars as pl
+
+    for name, kind in frame.schema.items():
+        if kind == pl.String and frame[name].str.contains(_CONTROL).any():
+            frame = frame.with_columns(pl.col(name).map_elements(
+                lambda text: text.translate(_CONTROL_NAMES), return_dtype=pl.String))
+    return frame
+
+
 def _write_csv(stream) -> None:
     import polars as pl
 
     header = True
     for batch in stream.batches:
-        typer.echo(pl.from_arrow(batch).write_csv(include_header=header), nl=False)
+        typer.echo(_printable(pl.from_arrow(batch)).write_csv(include_header=header), nl=False)
         header = False
     if header:  # no rows: the header alone
         typer.echo(pl.from_arrow(stream.schema.empty_table()).write_csv(), nl=False)
@@ -367,7 +391,7 @@ def _write_table(stream) -> None:
     import polars as pl
     import pyarrow as pa
 
-    frame = pl.from_arrow(pa.Table.from_batches(list(stream.batches), schema=stream.schema))
+    frame = _printable(pl.from_arrow(pa.Table.from_batches(list(stream.batches), schema=stream.schema)))
     with pl.Config(tbl_rows=100, tbl_cols=30, fmt_str_lengths=60, tbl_width_chars=200):
         typer.echo(str(frame))
 

@@ -8,6 +8,7 @@ otherwise run for hours).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,25 +24,38 @@ from seqlab.warehouse.errors import WarehouseError, WarehouseQueryError, Warehou
 from seqlab.warehouse.integrity import damage_in
 
 # With external access off DuckDB refuses file reads/writes (read_csv, COPY ... TO, glob),
-# ATTACH, INSTALL and LOAD; locking the configuration stops a statement switching it back.
-# The read-only connection refuses INSERT/UPDATE/DELETE/CREATE/DROP on the warehouse.
+# ATTACH, INSTALL and LOAD; locking the configuration stops a statement switching it back
+# (memory_limit included). The read-only connection refuses INSERT/UPDATE/DELETE/CREATE/DROP.
 _SANDBOX = ("SET enable_external_access = false", "SET lock_configuration = true")
+# DuckDB's own default is 80% of RAM: one query could take it all (a string_agg of 2,000
+# 1 MB strings took 4.2 GB). The warehouse's own queries need a few hundred MB at most.
+DEFAULT_MEMORY_LIMIT_BYTES = 2 * 2**30
 
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """How long and how much one user query may take; 0 turns a limit off."""
+    """How long and how much one user query may take (``max_rows`` 0: every row)."""
 
     timeout_s: float = 30.0  # from the first statement to the last row handed out
     max_rows: int = 100_000  # rows handed out; the rest are never fetched
     batch_rows: int = 10_000  # rows per Arrow batch: what is held in memory at once
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES  # DuckDB's memory_limit for it
 
     def __post_init__(self) -> None:
-        if self.timeout_s < 0 or self.max_rows < 0 or self.batch_rows < 1:
-            raise ValueError(
-                f"query limits cannot be negative: timeout_s {self.timeout_s:g}, max_rows "
-                f"{self.max_rows}, batch_rows {self.batch_rows} (at least 1)"
-            )
+        # threading.Timer cannot wait past TIMEOUT_MAX (inf raised OverflowError; nan
+        # compared false with everything and switched the limit off).
+        if not (math.isfinite(self.timeout_s) and 0 < self.timeout_s <= threading.TIMEOUT_MAX):
+            raise ValueError(f"--timeout-s must be a finite number of seconds above 0, "
+                             f"not {self.timeout_s!r}")
+        if self.max_rows < 0 or self.batch_rows < 1:
+            raise ValueError(f"query limits cannot be negative: max_rows {self.max_rows}, "
+                             f"batch_rows {self.batch_rows} (at least 1)")
+        if self.memory_limit_bytes < 1:
+            raise ValueError(f"query memory limit must be above 0 bytes, not {self.memory_limit_bytes}")
+
+    @property
+    def memory_limit(self) -> str:
+        return f"{self.memory_limit_bytes / 2**30:.3g} GiB"
 
 
 @dataclass
@@ -65,6 +79,7 @@ def open_user_query(
     whole before the query runs (WarehouseDamaged otherwise).
     """
     with connect(path, read_only=True, timeout_s=lock_timeout_s, verify=True) as con:
+        con.execute(f"SET memory_limit = '{int(limits.memory_limit_bytes)}B'")
         for statement in _SANDBOX:
             con.execute(statement)
         expired = threading.Event()
@@ -82,14 +97,18 @@ def open_user_query(
                     f"query on {path} stopped after its time limit of {limits.timeout_s:g} s "
                     "(--timeout-s); narrow it (a WHERE, a LIMIT) or allow more time"
                 )
+            if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc):
+                return WarehouseQueryError(
+                    f"query on {path} needs more than its memory limit of {limits.memory_limit} "
+                    "(--memory-limit or SEQLAB_QUERY_MEMORY_LIMIT); narrow it or allow more"
+                )
             return damage_in(path, exc) or WarehouseQueryError(
                 f"query refused or failed on {path}: {exc}"
             )
 
-        timer = threading.Timer(limits.timeout_s, interrupt) if limits.timeout_s else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
+        timer = threading.Timer(limits.timeout_s, interrupt)
+        timer.daemon = True
+        timer.start()
         try:
             relation = con.sql(sql)
             if relation is None:  # a statement without a result set
@@ -102,8 +121,7 @@ def open_user_query(
         except duckdb.Error as exc:
             raise failure(exc) from exc
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
 
 
 def _limited(

@@ -166,15 +166,35 @@ def test_a_second_publish_replaces_only_its_own_files(study) -> None:
     warehouse, grid_id, _, out, _ = study
     (out / "NOTES.md").write_text("mine")
     manifest = json.loads((out / MANIFEST).read_text())
-    (out / "old.parquet").write_bytes(b"from an earlier publish")
-    (out / MANIFEST).write_text(json.dumps({"files": [*manifest["files"], "old.parquet"]}))
+    old = b"from an earlier publish"
+    (out / "old.parquet").write_bytes(old)  # listed with the hash seqlab wrote it with
+    files = {**manifest["files"], "old.parquet": hashlib.sha256(old).hexdigest()}
+    (out / MANIFEST).write_text(json.dumps({"files": files}))
     before = json.loads((out / "study.json").read_text())["created_at"]
     done = publish("--warehouse", str(warehouse), "--out", str(out), "--grid", grid_id)
     assert done.exit_code == 0, done.output
     assert (out / "NOTES.md").read_text() == "mine"
     assert not (out / "old.parquet").exists()
     assert json.loads((out / "study.json").read_text())["created_at"] > before
-    assert json.loads((out / MANIFEST).read_text())["files"] == manifest["files"]
+    assert sorted(json.loads((out / MANIFEST).read_text())["files"]) == sorted(manifest["files"])
+
+
+def test_publish_trusts_no_manifest_entry_and_writes_through_no_temp_link(study, tmp_path) -> None:
+    warehouse, grid_id = study[:2]
+    out = tmp_path / "study"
+    assert publish("--warehouse", str(warehouse), "--out", str(out)).exit_code == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (out / ".study.json.tmp").symlink_to(victim)
+    again = publish("--warehouse", str(warehouse), "--out", str(out))
+    assert again.exit_code == 0, again.output
+    assert victim.read_text() == "keep" and not (out / "study.json").is_symlink()
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["files"]["../victim.txt"] = hashlib.sha256(b"keep").hexdigest()
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    refused = publish("--warehouse", str(warehouse), "--out", str(out))
+    assert refused.exit_code == 2 and "'../victim.txt', not a file a report writes" in refused.output
+    assert victim.read_text() == "keep"
 
 
 def test_a_folder_with_a_users_file_is_refused_untouched(study, tmp_path) -> None:

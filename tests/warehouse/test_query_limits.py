@@ -88,7 +88,49 @@ def test_the_cap_says_so_only_when_it_cuts(warehouse, fmt):
         assert "shape: (4, 1)" in cut.stdout
 
 
-def test_limits_cannot_be_negative(warehouse):
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "1e300"])
+def test_the_time_limit_must_be_finite_and_above_zero(warehouse, value):
     result = CliRunner().invoke(app, ["query", "SELECT 1", "--warehouse", str(warehouse),
-                                      "--timeout-s", "-1"])
+                                      "--timeout-s", value])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: --timeout-s must be a finite number of seconds above 0, not {float(value)!r}"]
+
+
+def test_max_rows_cannot_be_negative(warehouse):
+    result = CliRunner().invoke(app, ["query", "SELECT 1", "--warehouse", str(warehouse),
+                                      "--max-rows", "-1"])
     assert result.exit_code == 2 and "cannot be negative" in result.stderr
+
+
+def test_memory_is_capped_and_the_cap_is_one_line(warehouse, monkeypatch):
+    # 2,000 strings of 1 MB joined: 4.2 GB before the cap; 64 MiB here keeps the test light.
+    sql = "select length(string_agg(repeat('x', 1000000), '')) from range(2000)"
+    for args, env, shown in ((["--memory-limit", "64MiB"], None, "0.0625 GiB"),
+                             ([], "64MiB", "0.0625 GiB")):
+        if env:
+            monkeypatch.setenv("SEQLAB_QUERY_MEMORY_LIMIT", env)
+        done = CliRunner().invoke(app, ["query", sql, "--warehouse", str(warehouse), *args])
+        assert done.exit_code == 2 and "Traceback" not in done.output
+        assert done.stderr.strip().splitlines() == [
+            f"error: query on {warehouse} needs more than its memory limit of {shown} "
+            "(--memory-limit or SEQLAB_QUERY_MEMORY_LIMIT); narrow it or allow more"]
+    bad = CliRunner().invoke(app, ["query", "select 1", "--warehouse", str(warehouse),
+                                   "--memory-limit", "lots"])
+    assert bad.exit_code == 2 and "'lots' is not a memory size" in bad.stderr
+
+
+def test_the_default_memory_limit_is_two_gib(warehouse):
+    done = CliRunner().invoke(app, ["query", "select current_setting('memory_limit') as m",
+                                    "--warehouse", str(warehouse), "--format", "csv"])
+    assert done.exit_code == 0 and done.stdout == "m\n2.0 GiB\n"
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_terminal_escape_sequences_in_stored_text_are_never_printed_raw(warehouse, fmt):
+    sql = "select chr(27) || ']0;pwned' || chr(7) || chr(27) || '[31mred' || chr(13) || 'x' as t"
+    done = CliRunner().invoke(app, ["query", sql, "--warehouse", str(warehouse), "--format", fmt])
+    assert done.exit_code == 0, done.output
+    for raw in ("\x1b", "\x07", "\r"):
+        assert raw not in done.stdout
+    assert ("\\u001b" if fmt == "json" else "\\x1b[31mred") in done.stdout
