@@ -279,7 +279,7 @@ def predict(
     from seqlab.warehouse.runs import best_validated_run, load_run_checkpoint
 
     settings = Settings.from_env(warehouse, None)
-    path, run_id = Path(model), None
+    path, run_id, recorded = Path(model), None, None
     try:
         if model == "best":
             best = best_validated_run(settings.warehouse, symbol)
@@ -291,9 +291,13 @@ def predict(
             found = load_run_checkpoint(settings.warehouse, model)
             if found is None or found[0] is None:
                 _fail(f"no checkpoint file or run_id {model!r} (in {settings.warehouse})")
-            path, symbol, run_id = Path(found[0]), found[1], model
+            path, symbol, recorded = Path(found[0]), found[1], found[2]
+            run_id = model
+            if recorded is None:
+                typer.echo(f"note: run {run_id} was stored before checkpoint hashes were "
+                           f"recorded; {path} cannot be checked as its own", err=True)
         prices = load_prices(settings.warehouse, symbol)
-        day, close = predict_next(path, prices)
+        day, close = predict_next(path, prices, expected_sha256=recorded, run_id=run_id)
     except (ValueError, FileNotFoundError, WarehouseError) as exc:
         _fail(str(exc))
     if as_json:

@@ -7,6 +7,8 @@ A checkpoint holds only tensors and plain Python values, so it loads with
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,13 +69,33 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU."""
+class CheckpointMismatch(ValueError):
+    """The file at a run's checkpoint path is not the one the run stored."""
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a checkpoint file, as ``runs.checkpoint_sha256`` records it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_checkpoint(path: Path, *, expected_sha256: str | None = None,
+                    run_id: str | None = None) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU.
+
+    With ``expected_sha256`` (what the run recorded) a file with other bytes is refused
+    (CheckpointMismatch): the bytes hashed are the bytes loaded.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise CheckpointMismatch(
+            f"checkpoint {path} is not run {run_id or '?'}'s: its sha256 differs from the one "
+            "the run recorded (another run or a copy replaced it); retrain the run "
+            "(`seqlab train ... --force`)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, corrupt or foreign file: torch raises many kinds
         raise ValueError(f"{path} is not a readable seqlab checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -92,12 +114,15 @@ def load_checkpoint(path: Path) -> Checkpoint:
     )
 
 
-def predict_next(checkpoint_path: Path, prices: pl.DataFrame) -> tuple[dt.date, float]:
+def predict_next(checkpoint_path: Path, prices: pl.DataFrame, *,
+                 expected_sha256: str | None = None, run_id: str | None = None,
+                 ) -> tuple[dt.date, float]:
     """Forecast close ``horizon`` days after the latest price (the next day by default).
 
-    Returns (target date, predicted close in USD), using the checkpoint's own scaler.
+    Returns (target date, predicted close in USD), using the checkpoint's own scaler;
+    ``expected_sha256``: refuse a file that is not the run's (see :func:`load_checkpoint`).
     """
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path, expected_sha256=expected_sha256, run_id=run_id)
     window, last_date = build_latest_window(
         prices, checkpoint.feature_names, checkpoint.scaler, checkpoint.config.lookback
     )

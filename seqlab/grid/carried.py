@@ -184,12 +184,13 @@ def _keep(frames: RunFrames, run_ids: set[str], grid_id: str, results: Path,
 
     runs = wanted(frames.runs).with_columns(grid_id=pl.lit(grid_id))
     paths = []
-    for path in runs["checkpoint_path"].to_list():
+    for run, path in zip(runs["run_id"], runs["checkpoint_path"], strict=True):
         brought = results / CHECKPOINTS / Path(path).name if path else None
         if brought is not None and brought.is_file():
             checkpoints.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(brought, checkpoints / brought.name)
-            paths.append(str(checkpoints / brought.name))
+            kept = checkpoints / f"{run}.pt"  # by the run: the config alone is not a run
+            shutil.copyfile(brought, kept)
+            paths.append(str(kept))
         else:
             paths.append(None)
     runs = runs.with_columns(checkpoint_path=pl.Series(paths, dtype=pl.String))

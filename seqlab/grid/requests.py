@@ -72,7 +72,13 @@ def plan_requests(
     configs: list[TrainConfig], *, symbol: str, data_version: str, code: str, prices_path: str,
     checkpoint_dir: str,
 ) -> list[RunRequest]:
-    """One request per config, identified by (config, data, code, symbol)."""
+    """One request per config, identified by (config, data, code, symbol).
+
+    Checkpoints go to ``checkpoint_dir/<symbol>-<data>-<code>/<run_key>.pt``: the engine
+    names a file by its config, so the folder carries the rest of the run's identity (the
+    same config trained on ETH and on BTC, or on new prices, were one file before).
+    """
+    checkpoint_dir = str(Path(checkpoint_dir) / f"{symbol}-{data_version[:16]}-{code[:16]}")
     return [
         RunRequest(
             run_id=run_id(c, data_version=data_version, code=code, symbol=symbol),

@@ -6,9 +6,11 @@ or any fsspec URL), and the grid's parent loads them into DuckDB, the only write
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
@@ -58,6 +60,7 @@ def _run_row(outcome: RunOutcome, grid_id: str) -> dict:
         status=result.get("status", "failed") if outcome.error is None else "failed",
         **{name: getattr(config, name) for name in _CONFIG_COLUMNS},
         feature_columns=json.dumps(result["feature_names"]) if result.get("feature_names") else None,
+        checkpoint_sha256=_checkpoint_sha256(result.get("checkpoint_path")),
     )
     split = (result.get("feature_fingerprint") or {}).get("split", {})
     for name in SPLITS:
@@ -65,6 +68,13 @@ def _run_row(outcome: RunOutcome, grid_id: str) -> dict:
         for end in ("first", "last"):
             row[f"{name}_{end}"] = _as_date(period[end]) if period.get(end) else None
     return row
+
+
+def _checkpoint_sha256(path: str | None) -> str | None:
+    """What `seqlab predict` checks the file against: the bytes this run wrote."""
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def outcome_frames(outcomes: list[RunOutcome], grid_id: str) -> RunFrames:

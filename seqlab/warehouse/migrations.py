@@ -113,6 +113,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "reports, claim_results; views leaderboard, convergence, stability, claims", REPORT_TABLES_SQL),
     Migration(4, "runs: selection on validation, splits, feature columns; epoch val_loss; "
                  "claim p-values; level-free dynamics views", DYNAMICS_V4_SQL),
+    Migration(5, "runs.checkpoint_sha256: predict refuses a checkpoint that is not the run's",
+              "ALTER TABLE runs ADD COLUMN checkpoint_sha256 VARCHAR;"),
 )
 
 _BOOKKEEPING = """

@@ -106,7 +106,7 @@ RUN_COLUMNS = {
     "selected_on": pl.String, "val_fraction": pl.Float64, "best_val_loss": pl.Float64,
     "n_val": pl.Int64, "feature_columns": pl.String, "train_first": pl.Date,
     "train_last": pl.Date, "val_first": pl.Date, "val_last": pl.Date, "test_first": pl.Date,
-    "test_last": pl.Date,
+    "test_last": pl.Date, "checkpoint_sha256": pl.String,
 }
 EPOCH_COLUMNS = {
     "run_id": pl.String, "epoch": pl.Int64, "train_loss": pl.Float64, "test_loss": pl.Float64,

@@ -137,16 +137,17 @@ def load_grid(path: Path, grid_id: str, *, timeout_s: float = 10.0) -> dict | No
 
 
 def load_run_checkpoint(path: Path, run_id: str, *, timeout_s: float = 10.0
-                        ) -> tuple[str | None, str] | None:
-    """A stored run's checkpoint path and symbol; None when no run has that id."""
+                        ) -> tuple[str | None, str, str | None] | None:
+    """A stored run's checkpoint path, symbol and the checkpoint's sha256 (None for runs
+    stored before it was recorded); None when no run has that id."""
     with connect(path, read_only=True, timeout_s=timeout_s) as con:
         try:
-            row = con.execute("SELECT checkpoint_path, symbol FROM runs WHERE run_id = ?",
-                              [run_id]).fetchone()
+            row = con.execute("SELECT checkpoint_path, symbol, checkpoint_sha256 FROM runs "
+                              "WHERE run_id = ?", [run_id]).fetchone()
         except duckdb.Error as exc:
             raise damage_in(path, exc) or WarehouseQueryError(
                 f"reading run {run_id!r} from {path} failed: {exc}") from exc
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2])
 
 
 def find_finished_grid(path: Path, *, symbol: str, spec_key: str, data_version: str,

@@ -56,3 +56,40 @@ def test_train_without_validation_keeps_the_last_epoch(tmp_path):
     ])
     assert trained.exit_code == 0, trained.output
     assert "epoch 3 kept (last epoch, no validation)" in trained.output
+
+
+def test_one_config_on_two_symbols_keeps_two_checkpoints_and_predict_checks_them(tmp_path):
+    """Issue 23: the second symbol's run overwrote the first's checkpoint (named by the config
+    alone), and `predict <first run>` changed its answer without a word."""
+    warehouse, out = tmp_path / "w.duckdb", tmp_path / "out"
+    shorter = tmp_path / "eth_shorter.csv"  # other prices for the second symbol
+    lines = COINCODEX.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    shorter.write_text("".join(lines[:-300]), encoding="utf-8")
+    config = ["--cell", "rnn", "--epochs", "2", "--lookback", "10", "--hidden", "8",
+              "--device", "cpu", "--warehouse", str(warehouse), "--out", str(out), "--json"]
+
+    def train(data, symbol) -> dict:
+        done = CliRunner().invoke(app, ["train", "--data", str(data), "--symbol", symbol, *config])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.output.strip().splitlines()[-1])
+
+    def predict(run_id: str):
+        return CliRunner().invoke(app, ["predict", run_id, "--warehouse", str(warehouse), "--json"])
+
+    first = train(COINCODEX, "ETH")
+    before = predict(first["run_id"])
+    assert before.exit_code == 0, before.output
+    second = train(shorter, "ETH-GEMINI")
+    assert first["checkpoint_path"] != second["checkpoint_path"]
+    after = predict(first["run_id"])
+    assert after.exit_code == 0 and after.stdout == before.stdout  # the same model answers
+    # A file that is not the run's (here the other run's, copied over it) is refused.
+    copied = open(second["checkpoint_path"], "rb").read()
+    with open(first["checkpoint_path"], "wb") as handle:
+        handle.write(copied)
+    refused = predict(first["run_id"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert refused.stderr.strip().splitlines() == [
+        f"error: checkpoint {first['checkpoint_path']} is not run {first['run_id']}'s: its "
+        "sha256 differs from the one the run recorded (another run or a copy replaced it); "
+        "retrain the run (`seqlab train ... --force`)"]
