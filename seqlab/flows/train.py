@@ -11,7 +11,7 @@ from prefect.states import Failed
 from seqlab.config import Settings
 from seqlab.grid.plan import check_pack_mode
 from seqlab.grid.requests import RunRequest
-from seqlab.grid.run import grid_requests
+from seqlab.grid.run import failing_grid, grid_requests
 from seqlab.grid.spec import GridParams, check_spec_fits_data, resolve_spec
 from seqlab.tasks import grid as tasks
 from seqlab.tasks.report import with_report
@@ -51,16 +51,17 @@ def train_grid(
     grid_id = tasks.open_grid(settings.warehouse, spec, grid.preset, symbol, data_version, requests, dispatch)
     todo, reused = tasks.reuse_finished_runs(settings.warehouse, grid_id, requests, force=force)
     started, failed = time.perf_counter(), 0
-    if todo and dispatch == "pool":
-        shard_states = tasks.dispatch_shards(
-            todo, grid_id, shards, results or str(settings.output_dir / "shard-results"),
-            shard_deployment, slots_per_gpu, timeout_s=shard_timeout_s, pack_size=pack_size,
-            pack_mode=pack_mode)
-        failed = sum(store_shard_results(settings.warehouse, grid_id, s) for s in shard_states)
-    elif todo:
-        failed = train_on_host(todo, grid_id, slots_per_gpu=slots_per_gpu, pack_size=pack_size,
-                               pack_mode=pack_mode, output_dir=settings.output_dir,
-                               warehouse=str(settings.warehouse))
+    with failing_grid(settings.warehouse, grid_id):  # a store that fails marks the grid failed
+        if todo and dispatch == "pool":
+            shard_states = tasks.dispatch_shards(
+                todo, grid_id, shards, results or str(settings.output_dir / "shard-results"),
+                shard_deployment, slots_per_gpu, timeout_s=shard_timeout_s, pack_size=pack_size,
+                pack_mode=pack_mode)
+            failed = sum(store_shard_results(settings.warehouse, grid_id, s) for s in shard_states)
+        elif todo:
+            failed = train_on_host(todo, grid_id, slots_per_gpu=slots_per_gpu, pack_size=pack_size,
+                                   pack_mode=pack_mode, output_dir=settings.output_dir,
+                                   warehouse=str(settings.warehouse))
     return with_report(tasks.close_grid(settings.warehouse, grid_id, trained=len(todo) - failed,
                        reused=len(reused), failed=failed, seconds=time.perf_counter() - started), settings)
 

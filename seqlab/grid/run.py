@@ -10,8 +10,9 @@ warehouse contents.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from seqlab.grid.requests import RunOutcome, RunRequest, code_version, describe,
 from seqlab.grid.results import RunFrames, outcome_frames, read_frames
 from seqlab.grid.spec import GridSpec, build_grid, check_spec_fits_data
 from seqlab.schemas.symbols import check_symbol
-from seqlab.warehouse import load_prices
+from seqlab.warehouse import WarehouseError, load_prices
 from seqlab.warehouse.gate import check_unchanged, require_validated
 from seqlab.warehouse.runs import (
     SINGLE_RUN_PRESET,
@@ -150,6 +151,21 @@ def store_shard(warehouse: Path, grid_id: str, shard: dict) -> int:
     return int((merged.runs["status"] == "failed").sum())
 
 
+@contextmanager
+def failing_grid(warehouse: Path, grid_id: str) -> Iterator[None]:
+    """Mark the grid ``failed`` with the error's line when storing its results fails (a full
+    disk, a damaged file): never left ``running``. Runs stored before the failure stay
+    whole (each store is one transaction) and are reused by the next grid. When even that
+    small write fails (the disk is still full), the next grid marks it interrupted."""
+    try:
+        yield
+    except WarehouseError as exc:
+        with suppress(WarehouseError):
+            finish_grid(warehouse, grid_id, status="failed", n_trained=0, n_reused=0,
+                        n_failed=0, message=f"stopped: {exc}")
+        raise
+
+
 def close_grid(warehouse: Path, grid_id: str, *, trained: int, reused: int, failed: int,
                seconds: float) -> GridRun:
     status = "completed" if failed == 0 else "completed_with_failures"
@@ -199,7 +215,7 @@ def run_grid(spec: GridSpec, settings: Settings, *, symbol: str = "ETH", preset:
         packs, _, _ = plan_host_packs(todo, pack_size, pack_mode, gpus=gpus,
                                       slots_per_gpu=slots_per_gpu, output_dir=settings.output_dir)
         plan = plan_devices(len(packs), gpu_count=gpus, slots_per_gpu=slots_per_gpu)
-        with ThreadPoolExecutor(max_workers=plan.workers) as pool:
+        with failing_grid(settings.warehouse, grid_id), ThreadPoolExecutor(max_workers=plan.workers) as pool:
             futures = [pool.submit(train_placed_pack, pack, pack_mode, plan.cpu_threads)
                        for pack in plan.place(packs)]
             failed = follow_outcomes(
@@ -293,7 +309,8 @@ def train_single(config: TrainConfig, settings: Settings, *, symbol: str, force:
             outcome = RunOutcome(placed, result, None, "")
         except Exception as exc:  # stored as a failed run, then raised to the caller
             outcome = RunOutcome(placed, None, f"{type(exc).__name__}: {exc}", "")
-        store_outcomes(settings.warehouse, grid_id, [outcome])
+        with failing_grid(settings.warehouse, grid_id):
+            store_outcomes(settings.warehouse, grid_id, [outcome])
         failed = int(outcome.error is not None)
     close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
                failed=failed, seconds=time.perf_counter() - started)

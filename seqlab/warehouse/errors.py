@@ -76,6 +76,44 @@ class WarehouseDamaged(WarehouseUnreadable):
         )
 
 
+class WarehouseDiskFull(WarehouseError):
+    """The disk holding the warehouse has no room: the transaction was rolled back."""
+
+    def __init__(self, path: Path, disk: str | None = None) -> None:
+        self.path = Path(path)
+        self.disk = disk if disk is not None else _describe_disk(self.path)
+        super().__init__(
+            f"the disk holding warehouse {self.path} is full ({self.disk}); the write that "
+            "needed room was rolled back whole: free space there, or give --warehouse on "
+            "another disk, and run again"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.disk))
+
+
+def _describe_disk(path: Path) -> str:
+    """The mount point holding ``path`` and its free space, e.g. ``/data: 12 KiB free of 6 MiB``."""
+    import shutil
+
+    mount = path.parent.resolve()
+    while not mount.is_mount() and mount != mount.parent:
+        mount = mount.parent
+    try:
+        usage = shutil.disk_usage(mount)
+    except OSError:
+        return f"{mount}"
+    return f"{mount}: {_size(usage.free)} free of {_size(usage.total)}"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 class WarehouseSchemaError(WarehouseError):
     """The file's schema version does not match what this code expects."""
 

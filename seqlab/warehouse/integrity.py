@@ -26,7 +26,12 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from seqlab.warehouse.errors import WarehouseDamaged, WarehouseError, WarehouseUnreadable
+from seqlab.warehouse.errors import (
+    WarehouseDamaged,
+    WarehouseDiskFull,
+    WarehouseError,
+    WarehouseUnreadable,
+)
 
 # DuckDB's file layout (storage versions of DuckDB 1.x-2.x): three 4 KiB headers, then
 # fixed-size blocks, each starting with a little-endian uint64 checksum of the rest of the
@@ -44,6 +49,8 @@ _DAMAGE_MARKERS = (
     "Failure while replaying WAL",
 )
 _NOT_DUCKDB = "not a valid DuckDB database file"
+# A write that found no room (ENOSPC, EDQUOT): DuckDB words it inside longer messages.
+_DISK_FULL_MARKERS = ("No space left on device", "Disk quota exceeded", "not enough space")
 
 
 def check_path(path: Path) -> None:
@@ -68,8 +75,16 @@ def open_failure(path: Path, exc: duckdb.Error) -> WarehouseError:
     return damage_in(path, exc) or WarehouseUnreadable(path, f"cannot be opened: {text}")
 
 
-def damage_in(path: Path, exc: duckdb.Error) -> WarehouseDamaged | None:
-    """A WarehouseDamaged if ``exc`` (raised while reading or writing) says the file is bad."""
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says a write found no room on the disk."""
+    return any(marker in str(exc) for marker in _DISK_FULL_MARKERS)
+
+
+def damage_in(path: Path, exc: BaseException) -> WarehouseDamaged | WarehouseDiskFull | None:
+    """A WarehouseDamaged if ``exc`` (raised while reading or writing) says the file is bad;
+    a WarehouseDiskFull if the disk had no room for a write (DuckDB rolled it back)."""
+    if is_disk_full(exc):
+        return WarehouseDiskFull(path)
     text = _first_line(exc)
     if any(marker in text for marker in _DAMAGE_MARKERS):
         return WarehouseDamaged(path, text)
@@ -107,7 +122,12 @@ def _verify_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             path, f"the checksums of {len(bad)} of its {in_file} blocks do not match (the first "
             f"at byte {where:,})"
         )
-    if (size - _FILE_HEADER_BYTES) % block_size or any(block >= in_file for block in metadata):
+    # Bytes past the header's last block are an unfinished checkpoint (a full disk stops
+    # one mid-block; the committed data is in the WAL and the header still points before
+    # it): not damage. Only a file shorter than its blocks, or metadata past its end, is.
+    cut_short = size < _FILE_HEADER_BYTES + total * block_size and (
+        (size - _FILE_HEADER_BYTES) % block_size)
+    if cut_short or any(block >= in_file for block in metadata):
         raise WarehouseDamaged(path, f"it ends partway ({size:,} bytes): the file was cut short")
 
 

@@ -13,6 +13,7 @@ import duckdb
 
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
+from seqlab.warehouse.integrity import is_disk_full
 from seqlab.warehouse.run_tables import RUN_TABLES_SQL
 from seqlab.warehouse.views import DYNAMICS_V4_SQL, REPORT_TABLES_SQL
 
@@ -173,9 +174,19 @@ def apply_migrations(
             )
             con.execute("COMMIT")
         except duckdb.Error as exc:
-            con.execute("ROLLBACK")
+            _rollback(con)  # a failed COMMIT (a full disk) has already ended the transaction
+            if is_disk_full(exc):
+                raise  # connect() names the file and the disk (WarehouseDiskFull)
             raise WarehouseSchemaError(
                 f"migration {migration.version} ({migration.description}) failed: {exc}"
             ) from exc
         done.append(migration.version)
     return done
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # no transaction left to roll back
+        pass
+

@@ -124,8 +124,12 @@ def store_run_results(
             )
             con.execute("COMMIT")
         except duckdb.Error as exc:
-            con.execute("ROLLBACK")
-            raise WarehouseStoreError(f"storing {len(run_ids)} runs in {path} failed: {exc}") from exc
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:  # a failed COMMIT (a full disk) ended the transaction itself
+                pass
+            raise damage_in(path, exc) or WarehouseStoreError(
+                f"storing {len(run_ids)} runs in {path} failed: {exc}") from exc
     return len(run_ids)
 
 

@@ -21,6 +21,7 @@ from seqlab.schemas.canonical import (
 from seqlab.warehouse.clock import to_utc_naive, utc_now
 from seqlab.warehouse.connection import connect
 from seqlab.warehouse.errors import WarehouseStoreError
+from seqlab.warehouse.integrity import damage_in
 from seqlab.warehouse.versioning import data_version, frame_data_version
 
 _VALUE_COLUMNS = (*PRICE_COLUMNS, *EXTRA_COLUMNS)
@@ -295,7 +296,7 @@ def store_ingest(
             con.execute("COMMIT")
         except duckdb.Error as exc:
             _rollback(con)
-            raise WarehouseStoreError(
+            raise damage_in(path, exc) or WarehouseStoreError(
                 f"storing {record.symbol} from {record.source} into {path} failed and was "
                 f"rolled back, nothing was written: {exc}"
             ) from exc

@@ -109,10 +109,35 @@ def test_a_damaged_block_met_by_any_reader_is_warehouse_damaged(healthy, tmp_pat
     """Readers that do not verify the file still never hand out DuckDB's raw error."""
     target = tmp_path / "broken.duckdb"
     _damage("garbled prices block", healthy, target)
-    with pytest.raises(WarehouseDamaged, match="does not match stored checksum"):
-        load_prices(target, "ETH")
+    with pytest.raises(WarehouseDamaged, match="checksums of 1 of its"):
+        load_prices(target, "ETH")  # every open verifies the file first (issue 23)
     with pytest.raises(WarehouseDamaged, match=str(target)):
         query(target, "SELECT sum(close) FROM prices")
+
+
+COMMANDS = {
+    "validations": ["validations"],
+    "ingest": ["ingest", str(COINCODEX)],
+    "predict best": ["predict", "best"],
+    "train": ["train", "--cell", "rnn", "--epochs", "1", "--lookback", "10", "--hidden", "4",
+              "--device", "cpu"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("kind", ["truncated to half", "garbled middle"])
+def test_every_command_checks_the_file_before_it_reads_or_writes(kind, command, healthy, tmp_path):
+    """Issue 23: `validations` and `ingest` exited 0 on a half-size copy (ingest wrote into
+    it), `predict best` printed a price and `train` trained before failing on store."""
+    target = tmp_path / "broken.duckdb"
+    _damage(kind, healthy, target)
+    before = target.read_bytes()
+    done = CliRunner().invoke(app, [*COMMANDS[command], "--warehouse", str(target),
+                                    *(["--out", str(tmp_path / "out")] if command in ("ingest", "train") else [])])
+    assert done.exit_code in (1, 2) and "Traceback" not in done.output
+    assert f"error: warehouse {target} is damaged" in done.stderr
+    assert "epoch" not in done.output and "predicted close" not in done.output
+    assert target.read_bytes() == before  # nothing written into the damaged file
 
 
 def test_a_healthy_warehouse_passes_and_errors_pickle(healthy):
