@@ -66,9 +66,12 @@ def sample_data(
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed of the synthetic series.")] = 7,
 ) -> None:
     """Write a deterministic SYNTHETIC ETH-like daily series (no download needed)."""
-    from seqlab.sample import SampleSpec, write_sample_csv
+    from seqlab.sample import SampleExistsError, SampleSpec, write_sample_csv
 
-    written = write_sample_csv(path, SampleSpec(seed=seed))
+    try:
+        written = write_sample_csv(path, SampleSpec(seed=seed), new_only=True)
+    except (SampleExistsError, OSError) as exc:
+        _fail(str(exc))
     typer.echo(f"wrote synthetic sample (symbol ETH-SYNTHETIC, not real prices): {written}")
 
 

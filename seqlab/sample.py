@@ -8,6 +8,8 @@ volume that rises with volatility, a growing supply for market cap, and a few mi
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -90,11 +92,33 @@ def generate_sample_prices(spec: SampleSpec = SampleSpec()) -> pl.DataFrame:
     return frame.filter(~pl.int_range(pl.len()).is_in(missing.tolist()))
 
 
-def write_sample_csv(path: Path, spec: SampleSpec = SampleSpec()) -> Path:
-    """Write the synthetic series as a canonical CSV; a folder gets the default file name."""
+class SampleExistsError(ValueError):
+    """The sample's path already names a file or a link: a new file only is written."""
+
+
+def write_sample_csv(path: Path, spec: SampleSpec = SampleSpec(), *, new_only: bool = False) -> Path:
+    """Write the synthetic series as a canonical CSV; a folder gets the default file name.
+
+    Never through a symbolic link: the file is created exclusively (``new_only``: anything
+    already at ``path``, a link included, is refused with SampleExistsError) or written
+    beside it and renamed over it (seqlab's own sample folder, rewritten by every run).
+    """
     path = Path(path)
     if path.is_dir() or path.suffix == "":
         path = path / SAMPLE_FILE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    generate_sample_prices(spec).write_csv(path, float_precision=6)
+    data = generate_sample_prices(spec).write_csv(float_precision=6).encode()
+    if new_only:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileExistsError:
+            raise SampleExistsError(f"{path} already exists; seqlab sample-data writes only a "
+                                    "new file: remove it or give another path") from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return path
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)  # replaces a link itself, never its target
     return path

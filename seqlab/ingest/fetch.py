@@ -285,7 +285,10 @@ def fetch_url(url: str, limits: SourceLimits) -> bytes:
         try:
             with opener.open(request, timeout=limits.read_timeout_s) as response:
                 body = _read_body(response, limits.max_bytes)
-        except FetchError:
+        except FetchError as error:
+            if deadline.expired and not isinstance(error, FetchLimitReached):
+                # the deadline shut the socket: a short body then reads as "connection closed"
+                raise _deadline_error(limits) from error
             raise
         except Exception as error:
             # A socket shut down by the deadline fails in whatever way the read in progress

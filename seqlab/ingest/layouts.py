@@ -166,7 +166,7 @@ LAYOUTS: tuple[Layout, ...] = (
             "volume": ("volume", "volumeusd", "vol", "totalvolume", "quotevolume"),
             "market_cap": ("marketcap", "mktcap", "marketcapitalization", "marketcapusd"),
             "volume_base": ("volumebase", "volume{base}", "basevolume"),
-            "symbol": ("symbol", "ticker"),
+            "symbol": ("symbol", "ticker", "coin"),
         },
         date_format="sniff",
     ),

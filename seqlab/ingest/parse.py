@@ -16,7 +16,7 @@ import polars as pl
 from seqlab.ingest import lines as text
 from seqlab.ingest import table
 from seqlab.ingest.detect import DetectedLayout, detect_layout, sniff_separator
-from seqlab.ingest.layouts import describe_expected, split_line
+from seqlab.ingest.layouts import describe_expected, name_key, split_line
 from seqlab.ingest.rejects import is_rejected, may_be_rejected, reject_detail, reject_rule
 from seqlab.ingest.sources import RawSource, SourceError
 from seqlab.ingest.table import VALUE_COLUMNS
@@ -69,6 +69,7 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
     detected = detect_layout(head, symbol)
     if detected is None:
         raise UnknownLayoutError(_describe_unknown(raw.name, head))
+    _refuse_duplicate_headers(raw.name, head, detected)
     quoted = b'"' in data
     try:
         frame = table.build_table(data, detected, quoted)
@@ -110,6 +111,22 @@ def parse_source(raw: RawSource, *, symbol: str = "ETH") -> ParsedSource:
         rows=_conform(rows, PARSED_SCHEMA),
         rejects=_conform(rejects, REJECT_SCHEMA),
     )
+
+
+def _refuse_duplicate_headers(name: str, head: list[str], detected: DetectedLayout) -> None:
+    """Refuse a header naming a column seqlab reads twice (``close,close``): which one holds
+    the prices is a guess, and taking the first silently could store the wrong column."""
+    if detected.layout.header_rows != 1 or not detected.skip_lines:
+        return  # yfinance's three header rows: its tickers repeat by design
+    header = split_line(head[detected.skip_lines - 1], detected.separator)
+    keys = [name_key(cell) for cell in header]
+    for column, index in sorted(detected.columns.items(), key=lambda item: item[1]):
+        if index < len(keys) and keys.count(keys[index]) > 1:
+            where = [i + 1 for i, key in enumerate(keys) if key == keys[index]]
+            raise SourceError(
+                f"{name}: the header names {header[index].strip()!r} {len(where)} times (columns "
+                f"{', '.join(map(str, where))}); seqlab cannot tell which is the {column}: "
+                "rename or remove the others")
 
 
 def _check_file_symbols(

@@ -114,7 +114,7 @@ def _as_check(rule: RowRule) -> pa.Check:
 def build_row_schema(
     today: dt.date, limits: ValueLimits = ValueLimits()
 ) -> pa.DataFrameSchema:
-    """CanonicalPrices with its row rules at ``limits`` plus the ``future_date`` rule,
+    """CanonicalPrices with its row rules at ``limits`` plus the date rules,
     without the uniqueness constraint.
 
     Uniqueness is left out because duplicate dates are settled afterwards, among the rows
@@ -197,7 +197,7 @@ def validate_rows(
     Rules, in priority order: non_positive_price, negative_volume, price_above_limit and
     amount_above_limit (``limits``), high_below_low, low_above_open_close,
     high_below_open_close, future_date (date > ``today``, default today in UTC),
-    duplicate_date. A row breaking several rules is quarantined once: ``rule``
+    date_before_earliest (date < 2009-01-03, before any crypto price), duplicate_date. A row breaking several rules is quarantined once: ``rule``
     is the first broken rule, ``detail`` lists every broken rule with the values involved.
     Duplicate dates: among rows sharing (symbol, date) that passed the other rules, the
     one whose ``time_of_day_s`` is smallest, i.e. nearest after 00:00 UTC (null = 0), is

@@ -162,11 +162,26 @@ def build_future_date_rule(today: dt.date) -> RowRule:
     )
 
 
+# No market priced a cryptocurrency before Bitcoin's first block (2009-01-03): an earlier date
+# is a typing or parsing error (year 0001 beside real prices made a 735,817-day gap that the
+# dataset checks only warned about), quarantined like a future one.
+EARLIEST_PRICE_DATE = dt.date(2009, 1, 3)
+
+
+def build_early_date_rule(earliest: dt.date = EARLIEST_PRICE_DATE) -> RowRule:
+    """Rows dated before ``earliest`` cannot be prices of a traded crypto asset."""
+    return RowRule(
+        name="date_before_earliest",
+        passes=(pl.col("date") >= pl.lit(earliest)).fill_null(True),
+        detail=pl.format("date={} < earliest={}", _text("date"), pl.lit(earliest.isoformat())),
+    )
+
+
 def build_row_rules(
     today: dt.date, limits: ValueLimits = ValueLimits()
 ) -> tuple[RowRule, ...]:
     """Every per-row rule, in priority order (the first broken one is a row's primary rule)."""
-    return (*build_price_rules(limits), build_future_date_rule(today))
+    return (*build_price_rules(limits), build_future_date_rule(today), build_early_date_rule())
 
 
 DUPLICATE_DATE_RULE = "duplicate_date"

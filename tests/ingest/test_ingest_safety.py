@@ -205,3 +205,65 @@ def test_value_limits_are_settable_per_ingest(tmp_path):
     limits = ValueLimits(max_price=10.0)
     [summary] = ingest_source(str(path), options(tmp_path / "w.duckdb", "ETH", values=limits))
     assert (summary.rows_valid, summary.quarantine_rules) == (1, {"price_above_limit": 1})
+
+
+# --- issue 23, item 9: dates before any crypto price, duplicate headers, a coin column -----
+
+
+def test_a_year_0001_date_beside_real_prices_is_quarantined_and_the_gate_holds(tmp_path):
+    text = COINCODEX.read_text(encoding="utf-8", errors="replace").splitlines()
+    header, first = text[0], text[1]
+    early = first.replace(first.split(",")[0], "0001-01-01", 1)
+    probe = tmp_path / "eth_with_year_one.csv"
+    probe.write_text("\n".join([header, early, *text[1:]]) + "\n", encoding="utf-8")
+    warehouse = tmp_path / "w.duckdb"
+    [summary] = ingest_source(str(probe), options(warehouse, "ETH"))
+    assert summary.rows_valid == 3654 and summary.rows_quarantined == 1 and summary.gate_passed
+    [reject] = load_quarantine(warehouse).to_dicts()
+    assert reject["rule"] == "date_before_earliest" and reject["line"] == 2
+    assert reject["detail"] == "date_before_earliest: date=0001-01-01 < earliest=2009-01-03"
+    assert load_prices(warehouse, "ETH")["date"].min() == date(2015, 8, 8)
+
+
+def test_a_header_naming_a_column_twice_is_refused_naming_it(tmp_path):
+    probe = tmp_path / "twice.csv"
+    probe.write_text("date,close,close\n2024-01-01,100,999\n2024-01-02,101,998\n")
+    from seqlab.ingest.sources import SourceError
+
+    with pytest.raises(SourceError) as refused:
+        parse_file(probe, "ETH")
+    assert str(refused.value) == (
+        f"{probe}: the header names 'close' 2 times (columns 2, 3); seqlab cannot tell which "
+        "is the close: rename or remove the others")
+
+
+def test_a_coin_column_is_read_as_the_files_symbol(tmp_path):
+    probe = tmp_path / "coin.csv"
+    probe.write_text("date,coin,close\n2024-01-01,BTC,42000\n2024-01-02,BTC,43000\n")
+    with pytest.raises(SymbolMismatchError, match="the file's own symbol is 'BTC'"):
+        parse_file(probe, "ETH")
+    assert parse_file(probe, "BTC").rows.height == 2
+
+
+# --- issue 23, item 9: `seqlab sample-data` never overwrites or writes through a link -------
+
+
+def test_sample_data_refuses_an_existing_file_and_a_link(tmp_path):
+    from typer.testing import CliRunner
+
+    from seqlab.cli import app
+
+    mine = tmp_path / "prices.csv"
+    mine.write_text("my prices")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "link.csv"
+    link.symlink_to(victim)
+    for target, why in ((mine, "already exists"), (link, "already exists")):
+        done = CliRunner().invoke(app, ["sample-data", str(target)])
+        assert done.exit_code == 2 and "Traceback" not in done.output
+        assert done.stderr.strip() == (f"error: {target} {why}; seqlab sample-data writes only "
+                                       "a new file: remove it or give another path")
+    assert mine.read_text() == "my prices" and victim.read_text() == "keep"
+    fresh = CliRunner().invoke(app, ["sample-data", str(tmp_path / "new.csv")])
+    assert fresh.exit_code == 0 and (tmp_path / "new.csv").read_text().startswith("symbol,date")
