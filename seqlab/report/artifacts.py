@@ -37,6 +37,7 @@ class ClaimVerdict:
     statement: str
     verdict: str
     note: str = ""
+    operational_test: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def summarise_report(content: ReportContent) -> ReportSummary:
     return ReportSummary(
         grid_id=content.grid_id, symbol=content.data.symbol, synthetic=content.data.synthetic,
         headline=tuple(headline(content)),
-        claims=tuple(ClaimVerdict(c.number, c.statement, c.verdict.value, c.note)
-                     for c in content.claims),
+        claims=tuple(ClaimVerdict(c.number, c.statement, c.verdict.value, c.note,
+                                  c.operational_test) for c in content.claims),
         leaderboard=tuple(leaderboard_rows(content.leaderboard)),
     )
 
@@ -100,6 +101,10 @@ def render_results_markdown(summary: ReportSummary, *, html_path: Path, markdown
     lines += ["## Verdicts", "", "| # | verdict | claim |", "|---:|---|---|"]
     lines += [f"| {c.number} | **{c.verdict}** | {c.statement.replace('|', '/')}"
               + (f" ({c.note.replace('|', '/')})" if c.note else "") + " |" for c in summary.claims]
+    tests = [c for c in summary.claims if c.operational_test]
+    if tests:
+        lines += ["", "## How each claim is tested", ""]
+        lines += [f"- {c.operational_test}" for c in tests]
     lines += ["", "## The report", ""]
     if html_url:
         lines += [f"- open it: [{html_url}]({html_url})"]

@@ -72,7 +72,8 @@ def render_report(grid: dict, frames: dict, *, grid_id: str, built_at: datetime)
     figures = draw_figures(content)
     links = [(f"{FIGURE_DIR}/{f.name}", f.caption) for f in figures]
     html = render_html(content, links)
-    document = claims_document(content.claims) | {"grid_id": grid_id}
+    document = claims_document(content.claims, left_out=content.claims_left_out,
+                               divergence=content.divergence) | {"grid_id": grid_id}
     files = {f"{FIGURE_DIR}/{f.name}": f.png for f in figures} | {
         "index.html": html.encode("utf-8"),
         "report.md": render_markdown(content, figures, FIGURE_DIR).encode("utf-8"),

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import polars as pl
 
-from seqlab.report.claims import Claim, evaluate_claims
+from seqlab.report.claims import Claim, assess_claims
 from seqlab.report.context import (
     DataSummary,
     Reproducibility,
@@ -37,6 +37,8 @@ class ReportContent:
     forecasts: list[tuple[dict, pl.DataFrame]]  # (best run of a cell, its predictions)
     claims: list[Claim]
     built_at: datetime
+    claims_left_out: int = 0  # runs selected on the test loss: they decide no claim
+    divergence: tuple[dict, ...] = ()  # per norm and per cell: diverged runs of all
 
     @property
     def grid_id(self) -> str:
@@ -77,6 +79,7 @@ def assemble_content(grid: dict, frames: dict[str, pl.DataFrame], built_at: date
         predictions = frames["predictions"].filter(pl.col("run_id") == run["run_id"]).sort("date")
         if predictions.height:
             forecasts.append((run, predictions))
+    assessment = assess_claims(runs, frames["epochs"], frames["predictions"])
     return ReportContent(
         grid=grid,
         data=summarize_data(grid, frames),
@@ -87,6 +90,8 @@ def assemble_content(grid: dict, frames: dict[str, pl.DataFrame], built_at: date
         config_dynamics=config_dynamics(dynamics),
         epochs=frames["epochs"],
         forecasts=forecasts,
-        claims=evaluate_claims(runs, frames["epochs"], frames["predictions"]),
+        claims=assessment.claims,
         built_at=built_at,
+        claims_left_out=assessment.left_out,
+        divergence=assessment.divergence,
     )

@@ -1,21 +1,27 @@
-"""Training-dynamics metrics that mean the same at 30 and at 2,000 epochs (pure).
+"""Training-dynamics metrics read from each run's own curve (pure).
 
-Fractions of a run ("the first 20% of epochs") measure different things at different
-run lengths, and raw loss spreads grow with the loss level. So every window here is a
-fixed number of epochs, and every spread is taken on the log of the loss:
+A run's speed and stability must not follow from its loss *level* (a curve x 0.5 is no
+faster and no noisier) nor from its *length* (the same curve run for 120 or 2,000 epochs
+reads the same). So everything here is on ``log(loss)``, relative to the run itself, and
+over fixed numbers of epochs:
 
-- **loss at epoch E** (E = 10, 50, 200; missing when the run is shorter): how far a run
-  has come after a fixed amount of training. The claims use E = 10, or the grid's
-  length when shorter (:func:`early_epoch`).
-- **late log-loss wobble**: over the last ``min(50, n // 2)`` epochs of a run (at least
-  5), the standard deviation of the residuals of a straight line fitted to ``log(loss)``
-  against the epoch. The log makes 5% noise read the same at any loss level; the line
-  takes out a loss that is still falling (an exponential decay is a straight line in log
-  space), so only fluctuation remains.
-- **epochs to a shared threshold** (:func:`epochs_to_shared_threshold`): for runs being
-  compared, the first epoch each one's trailing 5-epoch median reaches ``1.1 x`` the
-  highest smoothed minimum among them, a level every one of them reaches. A run that stalls early is not "fast" because it
-  reached its own (poor) minimum soon.
+- **epochs to close a share of its own gap** (:func:`epochs_to_gap_share`): the run's
+  early level is the median log loss of its first ``EARLY_EPOCHS`` epochs, its plateau the
+  lowest median log loss it held over ``PLATEAU_EPOCHS`` consecutive epochs. The epoch
+  (interpolated) at which its centred ``SMOOTH_EPOCHS``-epoch median first closes 50%
+  (``half``: how fast it learns early) or 90% (``gap90``: how fast it converges) of the
+  gap between the two. Multiplying a curve by a constant shifts both ends equally;
+  running on after the plateau changes neither.
+- **late log-loss wobble**: over the last ``min(50, n // 2)`` epochs (at least 5), the
+  standard deviation of the epoch-to-epoch change of ``log(loss)``, divided by sqrt(2):
+  0.05 = about 5% independent noise per epoch at any level. Differencing removes a smooth
+  trend (a still-falling loss changes by nearly the same step each epoch), so the wobble
+  does not measure convergence.
+- **loss at epoch E** (E = 10, 50, 200) and the run's minimum: its *level*, shown beside
+  the speed and compared separately.
+- **diverged**: a run whose status is ``diverged`` or whose curve holds a non-finite or
+  non-positive loss. Its metrics are read on its finite epochs; the claims count it as the
+  least stable run (seqlab.report.claims), never drop it.
 """
 
 from __future__ import annotations
@@ -26,24 +32,29 @@ import numpy as np
 import polars as pl
 
 FIXED_EPOCHS = (10, 50, 200)
-EARLY_EPOCH = 10
 LATE_EPOCHS = 50
 MIN_LATE_EPOCHS = 5
-THRESHOLD_SLACK = 1.1
+EARLY_EPOCHS = 3
+PLATEAU_EPOCHS = 20
 SMOOTH_EPOCHS = 5
+GAP_SHARES = {"half": 0.5, "gap90": 0.9}
 LOSSES = ("train", "test")
 
 DEFINITIONS = {
+    "epochs to close 50% / 90% of its own gap": (
+        f"the epoch (interpolated) at which a run's log loss (centred median of "
+        f"{SMOOTH_EPOCHS} epochs) first closes that share of the gap between its early level "
+        f"(median log loss of epochs 1-{EARLY_EPOCHS}) and its plateau (the lowest median log "
+        f"loss it held over {PLATEAU_EPOCHS} consecutive epochs); free of the loss level and "
+        "of the run length once the run has levelled off"),
+    "late log-loss wobble": (
+        f"std of the epoch-to-epoch change of log(loss) over the last min({LATE_EPOCHS}, n/2) "
+        f"epochs (at least {MIN_LATE_EPOCHS}), / sqrt(2); 0.05 = about 5% epoch-to-epoch noise "
+        "at any loss level; a smooth trend does not count"),
     "loss at epoch E": "the train or test loss (MSE on the scaled close) after exactly E "
-                       "epochs, E = 10 (or the run length when shorter)",
-    "late log-loss wobble": f"std of the residuals of a straight-line fit of log(loss) vs "
-                            f"epoch over the last min({LATE_EPOCHS}, n/2) epochs "
-                            f"(at least {MIN_LATE_EPOCHS}); 0.05 = about 5% epoch-to-epoch "
-                            "fluctuation, whatever the loss level",
-    "epochs to shared threshold": f"first epoch at which each compared run's loss (trailing "
-                                  f"median of {SMOOTH_EPOCHS} epochs) is at most "
-                                  f"{THRESHOLD_SLACK:g} x the highest smoothed minimum among "
-                                  "the runs of that config pair, a level all of them reach",
+                       "epochs (E = 10, 50, 200): the level, compared apart from the speed",
+    "diverged": "status 'diverged' or a non-finite loss in its curve; counted as the least "
+                "stable run, never dropped",
 }
 
 
@@ -67,70 +78,106 @@ def curves(epochs: pl.DataFrame) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def smoothed(values: np.ndarray) -> np.ndarray:
-    """Trailing median over ``SMOOTH_EPOCHS`` epochs: one lucky dip is not convergence."""
-    if values.size < SMOOTH_EPOCHS:
-        return values
-    windows = np.lib.stride_tricks.sliding_window_view(values, SMOOTH_EPOCHS)
-    return np.concatenate([values[: SMOOTH_EPOCHS - 1], np.median(windows, axis=1)])
+def nonfinite_runs(epochs: pl.DataFrame) -> set[str]:
+    """Runs whose recorded curve holds a missing, non-finite or non-positive loss."""
+    if epochs.is_empty():
+        return set()
+    bad = pl.lit(False)
+    for loss in LOSSES:
+        value = pl.col(f"{loss}_loss").cast(pl.Float64)
+        bad = bad | value.is_null() | ~value.is_finite() | (value <= 0)
+    return set(epochs.filter(bad)["run_id"].cast(pl.String).to_list())
+
+
+def rolling_median(values: np.ndarray, window: int, *, centred: bool) -> np.ndarray:
+    """Median over ``window`` epochs (centred or trailing); shorter near the ends."""
+    n = values.size
+    if n == 0 or window <= 1:
+        return values.copy()
+    half = window // 2 if centred else window - 1
+    out = np.empty(n)
+    if n >= window:  # full windows at once; only the ends loop
+        full = np.median(np.lib.stride_tricks.sliding_window_view(values, window), axis=1)
+        out[half:half + full.size] = full
+        ends = [*range(half), *range(half + full.size, n)]
+    else:
+        ends = range(n)
+    for i in ends:
+        lo = i - half
+        out[i] = np.median(values[max(0, lo):min(n, lo + window)])
+    return out
 
 
 def loss_at(values: np.ndarray, epoch: int) -> float | None:
     return float(values[epoch - 1]) if values.size >= epoch else None
 
 
+def epochs_to_gap_share(values: np.ndarray, share: float) -> float | None:
+    """Epoch (1-based, interpolated) at which the run has closed ``share`` of the gap
+    between its own early level and its own plateau, on log loss; None when the run is
+    too short or never fell."""
+    if values.size < 2 * EARLY_EPOCHS:
+        return None
+    logs = np.log(values)
+    early = float(np.median(logs[:EARLY_EPOCHS]))
+    window = min(PLATEAU_EPOCHS, values.size // 2)
+    held = np.median(np.lib.stride_tricks.sliding_window_view(logs, window), axis=1)
+    plateau = float(held.min())
+    gap = early - plateau
+    if not gap > 0:
+        return None
+    target = early - share * gap
+    smooth = rolling_median(logs, SMOOTH_EPOCHS, centred=True)
+    below = np.flatnonzero(smooth <= target)
+    if below.size == 0:
+        return None
+    i = int(below[0])
+    if i == 0:
+        return 1.0
+    before, after = smooth[i - 1], smooth[i]
+    return float(i + (before - target) / (before - after))
+
+
 def late_wobble(values: np.ndarray) -> float | None:
-    """Detrended std of log(loss) over the run's last min(50, n // 2) epochs."""
+    """Std of the epoch-to-epoch change of log(loss) over the last min(50, n // 2) epochs,
+    / sqrt(2)."""
     window = min(LATE_EPOCHS, values.size // 2)
     if window < MIN_LATE_EPOCHS:
         return None
-    tail = np.log(values[-window:])
-    x = np.arange(window, dtype=float)
-    slope, intercept = np.polyfit(x, tail, 1)
-    residuals = tail - (slope * x + intercept)
-    return float(np.sqrt((residuals**2).sum() / (window - 2)))
-
-
-def early_epoch(run_lengths: list[int]) -> int:
-    """The epoch the claims read early losses at: 10, or the longest run when shorter."""
-    longest = max(run_lengths, default=0)
-    return max(1, min(EARLY_EPOCH, longest))
+    steps = np.diff(np.log(values[-window:]))
+    return float(steps.std(ddof=1) / math.sqrt(2))
 
 
 def run_dynamics_frame(epochs: pl.DataFrame,
                        per_run: dict[str, dict[str, np.ndarray]] | None = None) -> pl.DataFrame:
-    """One row per run: losses at the fixed epochs, the early epoch and the late wobble."""
+    """One row per run: its speed (epochs to close 50% / 90% of its own gap), late
+    wobble, losses at fixed epochs, minimum and last loss, and whether it diverged."""
     per_run = curves(epochs) if per_run is None else per_run
-    at = early_epoch([c["train"].size for c in per_run.values()])
+    broken = nonfinite_runs(epochs)
     rows = []
     for run_id, losses in per_run.items():
         row: dict[str, object] = {"run_id": run_id, "epochs_recorded": int(losses["train"].size),
-                                  "early_epoch": at}
+                                  "nonfinite": run_id in broken}
         for loss in LOSSES:
             values = losses[loss]
-            row[f"early_{loss}_loss"] = loss_at(values, at)
+            for name, share in GAP_SHARES.items():
+                row[f"{name}_{loss}_epochs"] = epochs_to_gap_share(values, share)
             for e in FIXED_EPOCHS:
                 row[f"{loss}_loss_at_{e}"] = loss_at(values, e)
             row[f"late_{loss}_wobble"] = late_wobble(values)
             row[f"min_{loss}_loss"] = float(values.min()) if values.size else None
             row[f"final_{loss}_loss"] = float(values[-1]) if values.size else None
         rows.append(row)
-    schema = {"run_id": pl.String, "epochs_recorded": pl.Int64, "early_epoch": pl.Int64}
+    return pl.DataFrame(rows, schema=dynamics_schema())
+
+
+def dynamics_schema() -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {"run_id": pl.String, "epochs_recorded": pl.Int64,
+                                      "nonfinite": pl.Boolean}
     for loss in LOSSES:
-        schema[f"early_{loss}_loss"] = pl.Float64
+        schema.update({f"{name}_{loss}_epochs": pl.Float64 for name in GAP_SHARES})
         schema.update({f"{loss}_loss_at_{e}": pl.Float64 for e in FIXED_EPOCHS})
         schema[f"late_{loss}_wobble"] = pl.Float64
         schema[f"min_{loss}_loss"] = pl.Float64
         schema[f"final_{loss}_loss"] = pl.Float64
-    return pl.DataFrame(rows, schema=schema)
-
-
-def epochs_to_shared_threshold(runs: list[np.ndarray]) -> list[int] | None:
-    """For curves being compared, each one's first epoch (1-based) at which its trailing
-    median is at most ``THRESHOLD_SLACK`` x the highest of their smoothed minima; None if
-    any curve is empty."""
-    if not runs or any(r.size == 0 for r in runs):
-        return None
-    smooth = [smoothed(r) for r in runs]
-    threshold = THRESHOLD_SLACK * max(float(r.min()) for r in smooth)
-    return [int(np.argmax(r <= threshold)) + 1 for r in smooth]
+    return schema

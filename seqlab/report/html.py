@@ -6,16 +6,24 @@ import json
 from html import escape
 from pathlib import Path
 
-from seqlab.report.claims import METHOD, SHORT_NAMES, comparison_record
+from seqlab.report.claims import METHOD, SHORT_NAMES, comparison_record, interval_label
 from seqlab.report.content import ReportContent
 from seqlab.report.interactive import forecasts_html, loss_curves_html, plotly_script, ratio_html
-from seqlab.report.narrative import claim_reading, data_facts, headline, verdict_class
+from seqlab.report.narrative import (
+    claim_reading,
+    claims_facts,
+    data_facts,
+    headline,
+    verdict_class,
+)
 from seqlab.report.page_style import PAGE_CSS, SORT_SCRIPT
+from seqlab.report.protocol import CLAIM_TESTS
 from seqlab.report.tables import (
     CONFIG_DYNAMICS_COLUMNS,
     LEADERBOARD_COLUMNS,
     RUN_DYNAMICS_COLUMNS,
     Column,
+    dynamics_caption,
     fmt_int,
     fmt_ratio,
     present_columns,
@@ -124,18 +132,36 @@ def _p(value) -> str:
     return "–" if value is None else f"{value:.2g}"
 
 
+def _operational_tests() -> str:
+    fields = (("measured", "what is measured"), ("loss", "on which loss"), ("unit", "unit"),
+              ("test", "test"), ("decision", "decision rule"), ("minimum_grid", "minimum grid"))
+    head = "".join(f"<th>{escape(title)}</th>" for _, title in fields)
+    rows = "".join(
+        f'<tr id="test-{t.number}"><td>{t.number}. {escape(t.short_name)}</td>'
+        + "".join(f"<td>{escape(getattr(t, name))}</td>" for name, _ in fields) + "</tr>"
+        for t in CLAIM_TESTS.values())
+    return ('<h3 id="method">Method: one operational test per claim</h3><div class="scroll">'
+            f'<table id="operational-tests"><thead><tr><th>claim</th>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
+
+
 def _claims(content: ReportContent) -> str:
     method = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in METHOD.items())
+    facts = "".join(f'<p class="note">{escape(line)}</p>' for line in claims_facts(content))
     blocks = ['<p class="method">Effects are ratios: 1 means no difference; 0.8 means 20% lower '
-              "for the first of the pair. Verdicts read the Holm-adjusted p-value. Rows in grey "
-              "are shown for the other loss and do not decide the claim. The same records are in "
-              "<code>claims.json</code>.</p>"
-              f'<details><summary>method</summary><ul class="method">{method}</ul></details>']
+              "for the first of the pair. Each claim is one test of its deciding rows (its p is "
+              "the largest of theirs), Holm-adjusted across the claims; each interval is drawn "
+              "at the level its claim was decided at (its column says which). Rows in grey are "
+              "shown and do not decide the claim; their intervals are unadjusted. The same "
+              "records are in <code>claims.json</code>.</p>" + facts + _operational_tests()
+              + f'<details><summary>method details</summary><ul class="method">{method}</ul>'
+              "</details>"]
     for claim in content.claims:
         rows = []
         for c in claim.comparisons:
             r = comparison_record(c)
-            ci = f"{fmt_ratio(r['low'])} – {fmt_ratio(r['high'])}" if r["ratio"] is not None else "–"
+            ci = (f"{fmt_ratio(r['low'])} – {fmt_ratio(r['high'])} ({interval_label(c)})"
+                  if r["ratio"] is not None else "–")
             css = "" if c.decides else ' class="secondary"'
             rows.append(
                 f'<tr{css}><td>{escape(c.label)}<div class="unit">effect = {escape(c.effect_unit)}'
@@ -146,7 +172,11 @@ def _claims(content: ReportContent) -> str:
                 f"<td class=num>{fmt_int(r['n'])} {escape(c.n_unit)}</td>"
                 f"<td>{escape(c.note)}</td></tr>"
             )
-        note = f'<p class="reading">{escape(claim_reading(claim))}</p>'
+        note = (f'<p class="test">Test: {escape(claim.operational_test)}</p>'
+                f'<p class="reading">{escape(claim_reading(claim))}</p>')
+        if claim.p_adjusted is not None:
+            note += (f'<p class="claim-p">Claim p = {_p(claim.p_value)} ({claim.direction} the '
+                     f"claim), Holm-adjusted across the claims {_p(claim.p_adjusted)}.</p>")
         if claim.note:
             note += f'<p class="note">{escape(claim.note)}</p>'
         blocks.append(
@@ -154,7 +184,7 @@ def _claims(content: ReportContent) -> str:
             f'<h3><span class="chip {verdict_class(claim.verdict)}">{escape(claim.verdict.value)}'
             f"</span> {claim.number}. {escape(claim.statement)}</h3>{note}"
             '<div class="scroll"><table class="claim-table"><thead><tr><th>comparison</th>'
-            "<th>verdict</th><th class=num>effect</th><th class=num>95% CI</th>"
+            "<th>verdict</th><th class=num>effect</th><th class=num>interval (level)</th>"
             "<th class=num>p</th><th class=num>p (Holm)</th><th class=num>n</th><th>note</th>"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></div>"
         )
@@ -199,10 +229,9 @@ def render_html(content: ReportContent, figure_links: list[tuple[str, str]]) -> 
                         + html_table(content.leaderboard, LEADERBOARD_COLUMNS, "leaderboard-table",
                                      _baseline_class)
                         + ("<h3>Each config against persistence</h3>" + ratio if ratio else "")),
-        "dynamics": ("<p>Epochs to within 10% of the run's best test loss; area under the test-loss"
-                     " curve; mean test loss over the first 20% of epochs; standard deviation of "
-                     "the test loss over the last 20%; spikes = epochs above twice the rolling "
-                     "median of the 10 before. Means over seeds.</p>"
+        "dynamics": (f'<p class="caption">{escape(dynamics_caption())}</p>'
+                     + "".join(f'<p class="note">{escape(line)}</p>'
+                               for line in claims_facts(content) if line.startswith("Diverged"))
                      + html_table(content.config_dynamics, CONFIG_DYNAMICS_COLUMNS, "dynamics-table")
                      + "<details><summary>every run</summary>"
                      + html_table(content.run_dynamics, RUN_DYNAMICS_COLUMNS, "runs-dynamics-table")

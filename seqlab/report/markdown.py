@@ -6,14 +6,16 @@ import json
 
 import polars as pl
 
-from seqlab.report.claims import METHOD, comparison_record
+from seqlab.report.claims import METHOD, comparison_record, interval_label
 from seqlab.report.content import ReportContent
 from seqlab.report.figures import FigurePNG
-from seqlab.report.narrative import claim_reading, data_facts, headline
+from seqlab.report.narrative import claim_reading, claims_facts, data_facts, headline
+from seqlab.report.protocol import operational_lines
 from seqlab.report.tables import (
     CONFIG_DYNAMICS_COLUMNS,
     LEADERBOARD_COLUMNS,
     Column,
+    dynamics_caption,
     fmt_int,
     fmt_ratio,
     present_columns,
@@ -41,20 +43,29 @@ def _p(value) -> str:
 
 
 def _claims_md(content: ReportContent) -> list[str]:
-    out = ["Effects are ratios (1 = no difference). Verdicts read the Holm-adjusted p-value; "
-           "rows marked (shown) do not decide the claim. Method:", ""]
+    out = ["Effects are ratios (1 = no difference). Each claim is one test of its deciding rows "
+           "(its p is the largest of theirs), Holm-adjusted across the claims; intervals are "
+           "drawn at the level the claim was decided at (the column says which); rows marked "
+           "(shown) do not decide the claim.", ""]
+    out += [f"- {line}" for line in claims_facts(content)]
+    out += ["", "### Method: one operational test per claim", ""]
+    out += [f"- {line}" for line in operational_lines()] + ["", "Details:", ""]
     out += [f"- **{k}**: {v}" for k, v in METHOD.items()] + [""]
     for claim in content.claims:
         out.append(f"**{claim.number}. {claim.statement}** — **{claim.verdict.value}**"
                    + (f" ({claim.note})" if claim.note else ""))
         out.append("")
         out.append(claim_reading(claim))
+        if claim.p_adjusted is not None:
+            out.append(f"Claim p = {_p(claim.p_value)} ({claim.direction} the claim), "
+                       f"Holm-adjusted {_p(claim.p_adjusted)}.")
         out.append("")
-        out.append("| comparison | verdict | effect | 95% CI | p | p (Holm) | n | note |")
+        out.append("| comparison | verdict | effect | interval (level) | p | p (Holm) | n | note |")
         out.append("|---|---|---:|---:|---:|---:|---:|---|")
         for c in claim.comparisons:
             r = comparison_record(c)
-            ci = f"{fmt_ratio(r['low'])} – {fmt_ratio(r['high'])}" if r["ratio"] is not None else "–"
+            ci = (f"{fmt_ratio(r['low'])} – {fmt_ratio(r['high'])} ({interval_label(c)})"
+                  if r["ratio"] is not None else "–")
             label = c.label + ("" if c.decides else " (shown)")
             out.append(f"| {_escape(label)} | {c.verdict.value} | {fmt_ratio(r['ratio'])} | {ci} "
                        f"| {_p(r['p_value'])} | {_p(r['p_adjusted'])} | {fmt_int(r['n'])} "
@@ -96,7 +107,7 @@ def render_markdown(content: ReportContent, figures: list[FigurePNG], figure_dir
             md_table(content.leaderboard, LEADERBOARD_COLUMNS), ""]
     if "rmse_ratio.png" in by_name:
         out += [f"![{by_name['rmse_ratio.png'].caption}]({figure_dir}/rmse_ratio.png)", ""]
-    out += ["## Convergence & stability", "", md_table(content.config_dynamics, CONFIG_DYNAMICS_COLUMNS), ""]
+    out += ["## Convergence & stability", "", dynamics_caption(), "", md_table(content.config_dynamics, CONFIG_DYNAMICS_COLUMNS), ""]
     out += ["## Forecasts", ""]
     if "forecasts.png" in by_name:
         out += [f"![{by_name['forecasts.png'].caption}]({figure_dir}/forecasts.png)", ""]

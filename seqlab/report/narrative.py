@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from seqlab.report.claims import Claim
+from seqlab.report.claims import Claim, left_out_note
 from seqlab.report.content import ReportContent
 from seqlab.report.context import DataSummary
 from seqlab.report.stats import Verdict
@@ -53,6 +53,8 @@ def headline(content: ReportContent) -> list[str]:
                          "(tomorrow = today) on mean test RMSE.")
     counts = content.verdict_counts()
     lines.append("Claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".")
+    if content.claims_left_out:
+        lines.append(left_out_note(content.claims_left_out).capitalize() + ".")
     runs = content.runs
     spec = content.reproducibility.spec
     status = runs.group_by("status").len().sort("status") if runs.height else pl.DataFrame()
@@ -99,21 +101,45 @@ def data_facts(data: DataSummary) -> list[tuple[str, str]]:
 
 def _effect(comparison) -> str:
     r = comparison.ratio
-    p = f", p = {r.p_value:.2g}, Holm-adjusted {r.p_adjusted:.2g}" if r.p_adjusted is not None else ""
-    return f"{r.mean:.3g} (95% CI {r.low:.3g} to {r.high:.3g}, n = {r.n} {comparison.n_unit}{p})"
+    p = f", p = {r.p_value:.2g}"
+    if r.p_adjusted is not None:
+        p += f", Holm-adjusted {r.p_adjusted:.2g}"
+    if r.p_flip is not None:
+        p += f", sign-flip {r.p_flip:.2g}"
+    return (f"{r.mean:.3g} ({100 * r.confidence:.3g}% "
+            f"{'adjusted ' if r.p_adjusted is not None else 'unadjusted '}interval "
+            f"{r.low:.3g} to {r.high:.3g}, n = {r.n} {comparison.n_unit}{p})")
+
+
+def _persistence_reading(claim: Claim) -> str:
+    """Claim 6 decides on the run chosen on validation; the other cells' best are shown.
+    Every sentence here is true of the rows it speaks of."""
+    deciding = [c for c in claim.comparisons if c.decides and c.ratio is not None]
+    shown = [c for c in claim.comparisons if not c.decides and c.ratio is not None]
+    lead = {
+        Verdict.SUPPORTED: "The model chosen on validation beats persistence significantly. ",
+        Verdict.CONTRADICTED: "The model chosen on validation is significantly worse than "
+                              "persistence. ",
+        Verdict.INCONCLUSIVE: "The model chosen on validation does not beat persistence "
+                              "significantly (after the Holm adjustment). ",
+    }[claim.verdict]
+    text = lead + "; ".join(f"{c.label}: {_effect(c)}" for c in deciding) + "."
+    rows = deciding + shown
+    better = sum(c.verdict is Verdict.SUPPORTED for c in rows)
+    worse = sum(c.verdict is Verdict.CONTRADICTED for c in rows)
+    text += (f" Of the {len(rows)} runs compared here (the chosen one at the claim's level, "
+             f"each other cell's best unadjusted), {better} have a significantly lower and "
+             f"{worse} a significantly higher test RMSE than persistence.")
+    if shown:
+        text += " " + "; ".join(f"{c.label}: {_effect(c)}" for c in shown) + "."
+    return text
 
 
 def claim_reading(claim: Claim) -> str:
     """One or two sentences saying what the verdict rests on."""
     deciding = [c for c in claim.comparisons if c.decides]
-    if claim.number == 6 and claim.verdict is not Verdict.SUPPORTED and deciding and all(
-            c.ratio is not None for c in deciding):
-        worse = [c for c in deciding if c.verdict is Verdict.CONTRADICTED]
-        lead = ("No model beats persistence: none of the models selected on validation has a "
-                "significantly lower test RMSE than tomorrow = today")
-        lead += (f", and {len(worse)} of {len(deciding)} are significantly worse. " if worse
-                 else ". ")
-        return lead + "; ".join(f"{c.label}: {_effect(c)}" for c in deciding) + "."
+    if claim.number == 6 and claim.verdict is not Verdict.NOT_TESTED and deciding:
+        return _persistence_reading(claim)
     if claim.verdict is Verdict.NOT_TESTED:
         reasons = sorted({c.note for c in deciding if c.verdict is Verdict.NOT_TESTED and c.note})
         return f"This grid cannot test it: {'; '.join(reasons) or 'too few configs'}."
@@ -125,5 +151,21 @@ def claim_reading(claim: Claim) -> str:
             f"{c.label}: {_effect(c)}" for c in deciding) + "."
     open_ones = [c for c in deciding if c.verdict is Verdict.INCONCLUSIVE]
     why = ("alike needs the interval inside the x1.25 band" if claim.number == 3
-           else "no significant difference after the Holm adjustment")
+           else "no significant difference after the Holm adjustment, or the sign-flip test "
+                "does not agree")
     return "Not settled. " + "; ".join(f"{c.label}: {_effect(c)}" for c in open_ones) + f"; {why}."
+
+
+def claims_facts(content: ReportContent) -> list[str]:
+    """What the claims were decided on: runs left out, divergence by norm and cell."""
+    lines = []
+    if content.claims_left_out:
+        lines.append(left_out_note(content.claims_left_out).capitalize() + ".")
+    for factor in ("norm", "cell"):
+        rows = [r for r in content.divergence if r["factor"] == factor]
+        if rows:
+            lines.append(f"Diverged runs by {factor}: " + ", ".join(
+                f"{r['level']} {r['diverged']} of {r['runs']} "
+                f"({100 * r['diverged'] / r['runs']:.0f}%)" for r in rows)
+                + " (a diverged run counts as the least stable, never dropped).")
+    return lines

@@ -91,22 +91,37 @@ LEADERBOARD_COLUMNS = (
            "not a measurement"),
 )  # fmt: skip
 
-DYNAMICS_NUMBERS = ("early_train_loss", "early_test_loss", "train_loss_at_50", "test_loss_at_50",
+DYNAMICS_NUMBERS = ("half_train_epochs", "gap90_train_epochs", "half_test_epochs",
+                    "gap90_test_epochs", "train_loss_at_50", "test_loss_at_50",
                     "late_train_wobble", "late_test_wobble", "spike_count")
 _DYNAMICS = (
-    Column("early_train_loss", "train loss @E", fmt_sig, True,
-           "train loss after E epochs (E in the method note: 10, or the run length when shorter)"),
-    Column("early_test_loss", "test loss @E", fmt_sig, True, "test loss after E epochs"),
-    Column("train_loss_at_50", "train loss @50", fmt_sig, True),
-    Column("test_loss_at_50", "test loss @50", fmt_sig, True),
+    Column("half_train_epochs", "train: epochs to 50%", fmt_sig, True,
+           "epochs until the run's train log loss has closed 50% of the gap between its own "
+           "early level and its own plateau (how fast it learns early; claim 4)"),
+    Column("gap90_train_epochs", "train: epochs to 90%", fmt_sig, True,
+           "epochs until it has closed 90% of that gap (how fast it converges; claim 5)"),
+    Column("half_test_epochs", "test: epochs to 50%", fmt_sig, True,
+           "the same on the test loss"),
+    Column("gap90_test_epochs", "test: epochs to 90%", fmt_sig, True,
+           "the same on the test loss"),
+    Column("train_loss_at_50", "train loss @50", fmt_sig, True,
+           "train loss after exactly 50 epochs: the level, apart from the speed"),
+    Column("test_loss_at_50", "test loss @50", fmt_sig, True,
+           "test loss after exactly 50 epochs"),
     Column("late_train_wobble", "late train wobble", fmt_sig, True,
-           "std of detrended log train loss over the last min(50, n/2) epochs"),
+           "std of the epoch-to-epoch change of log train loss over the last min(50, n/2) "
+           "epochs, / sqrt(2): 0.05 = about 5% noise per epoch, a smooth trend not counted"),
     Column("late_test_wobble", "late test wobble", fmt_sig, True,
-           "std of detrended log test loss over the last min(50, n/2) epochs"),
+           "the same on the test loss (claims 4 and 5 decide on it)"),
 )  # fmt: skip
+_SPIKES = Column("spike_count", "spikes", fmt_sig, True,
+                 "epochs whose test loss is above twice the median of the 10 before")
+_DIVERGED = Column("diverged_runs", "diverged", fmt_int, True,
+                   "runs that diverged (status or a non-finite loss): the least stable, "
+                   "counted against their norm in claims 4 and 5")
 CONFIG_DYNAMICS_COLUMNS = (
     Column("cell", "cell"), Column("depth", "depth", fmt_int, True), Column("norm", "norm"),
-    Column("feature_set", "features"), *_DYNAMICS, Column("spike_count", "spikes", fmt_sig, True),
+    Column("feature_set", "features"), *_DYNAMICS, _SPIKES, _DIVERGED,
 )  # fmt: skip
 
 RUN_DYNAMICS_COLUMNS = (
@@ -116,8 +131,14 @@ RUN_DYNAMICS_COLUMNS = (
     Column("epochs_recorded", "epochs", fmt_int, True),
     Column("selected_epoch", "selected epoch", fmt_int, True, "chosen on validation loss"),
     Column("min_test_loss", "min test loss", fmt_sig, True), *_DYNAMICS,
-    Column("spike_count", "spikes", fmt_int, True),
+    Column("spike_count", "spikes", fmt_int, True, _SPIKES.help),
 )  # fmt: skip
+
+
+def dynamics_caption(columns: tuple[Column, ...] = CONFIG_DYNAMICS_COLUMNS) -> str:
+    """What each column of the dynamics table is, from the columns themselves."""
+    described = [f"{c.header}: {c.help}" for c in columns if c.help]
+    return "Means over seeds. " + "; ".join(described) + "."
 
 
 def run_dynamics(runs: pl.DataFrame, dynamics: pl.DataFrame, stability: pl.DataFrame) -> pl.DataFrame:
@@ -127,6 +148,7 @@ def run_dynamics(runs: pl.DataFrame, dynamics: pl.DataFrame, stability: pl.DataF
         runs.select("run_id", *CONFIG_KEYS, "seed", "status", pl.col("best_epoch").alias("selected_epoch"))
         .join(dynamics, on="run_id", how="inner")
         .join(spikes, on="run_id", how="left")
+        .with_columns(diverged=(pl.col("status") == "diverged") | pl.col("nonfinite").fill_null(False))
         .sort([*config_order(), pl.col("seed")])
     )
 
@@ -135,7 +157,8 @@ def config_dynamics(runs: pl.DataFrame) -> pl.DataFrame:
     """Per config, the mean over its seeds of every run-dynamics number."""
     return (
         runs.group_by(list(CONFIG_KEYS))
-        .agg(*(pl.col(n).cast(pl.Float64).mean() for n in DYNAMICS_NUMBERS), seeds=pl.len())
+        .agg(*(pl.col(n).cast(pl.Float64).mean() for n in DYNAMICS_NUMBERS), seeds=pl.len(),
+             diverged_runs=pl.col("diverged").sum())
         .sort(config_order())
     )
 

@@ -15,11 +15,15 @@ as the report without Python:
 - ``stability``: per run, the standard deviation and mean of the test loss over the last
   20% of epochs (at least one), and spikes: epochs whose test loss exceeds twice the
   median of the ``SPIKE_WINDOW`` epochs before it.
-- ``claims``: the verdicts of the latest report of each grid. They come from bootstrap
-  resampling (seqlab.report.stats), which SQL cannot express, so the report build writes
-  them to ``claim_results`` and this view picks the newest build.
+- ``claims``: the verdicts of the latest report of each grid. They come from tests SQL
+  does not express well (t and exact sign-flip tests over configs, Holm across the claims,
+  Diebold-Mariano over test days: seqlab.report.stats), so the report build writes them to
+  ``claim_results`` and this view picks the newest build. Since migration 5 each row also
+  carries its claim's written operational test, the level of its interval and the claim's
+  Holm-adjusted p-value.
 
-Epochs with a missing or non-finite loss (a diverged run's last epoch) are left out.
+Epochs with a missing or non-finite loss (a diverged run's last epoch) are left out of
+these curves; the report counts such runs as diverged (seqlab.report.dynamics).
 """
 
 from __future__ import annotations
@@ -260,6 +264,58 @@ SELECT p.grid_id, p.run_id, p.cell, p.depth, p.norm, p.feature_set, p.seed, p.st
     CAST(max(least({LATE_EPOCHS}, n // 2)) FILTER (WHERE loss = 'test') AS BIGINT) AS late_epochs,
     {_wobble('train')},
     {_wobble('test')},
+    any_value(s.spike_count) AS spike_count,
+    any_value(s.spike_epochs) AS spike_epochs
+FROM points p LEFT JOIN (
+    SELECT grid_id, run_id,
+        count(*) FILTER (WHERE test_loss > 2 * rolling_median) AS spike_count,
+        coalesce(list(epoch ORDER BY epoch) FILTER (WHERE test_loss > 2 * rolling_median), [])
+            AS spike_epochs
+    FROM curve GROUP BY grid_id, run_id
+) s ON s.grid_id = p.grid_id AND s.run_id = p.run_id
+GROUP BY p.grid_id, p.run_id, p.cell, p.depth, p.norm, p.feature_set, p.seed, p.status;
+
+CREATE VIEW claims AS
+SELECT c.* FROM claim_results c
+JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GROUP BY grid_id)
+    latest ON latest.grid_id = c.grid_id AND latest.report_id = c.report_id;
+"""
+
+
+# --- migration 5: runs chosen on the test set marked; claims carry their operational test --
+# Runs stored before validation selection (migration 4 added ``selected_on`` NULL to them)
+# had their epoch chosen on the test loss: they are marked 'test' and decide no claim. The
+# late wobble becomes the std of the epoch-to-epoch change of log(loss) over the last
+# least(50, n // 2) epochs, / sqrt(2) (seqlab.report.dynamics.late_wobble): a smooth trend
+# no longer counts as fluctuation. Frozen once shipped, like migration 4.
+
+
+def _wobble_v5(loss: str) -> str:
+    window = f"least({LATE_EPOCHS}, n // 2)"
+    # from_end <= window - 1: each step's later epoch and the one before both in the window
+    where = (f"loss = '{loss}' AND {window} >= {MIN_LATE_EPOCHS} AND from_end <= {window} - 1 "
+             "AND step IS NOT NULL")
+    return f"stddev_samp(step) FILTER (WHERE {where}) / sqrt(2) AS late_{loss}_wobble"
+
+
+SELECTION_V5_SQL = f"""
+DROP VIEW IF EXISTS claims;
+DROP VIEW IF EXISTS stability;
+UPDATE runs SET selected_on = 'test' WHERE selected_on IS NULL;
+ALTER TABLE claim_results ADD COLUMN ci_level DOUBLE;          -- the level of ci_low .. ci_high
+ALTER TABLE claim_results ADD COLUMN claim_p_adjusted DOUBLE;  -- Holm across the claims
+ALTER TABLE claim_results ADD COLUMN operational_test VARCHAR; -- the claim's written test
+CREATE VIEW stability AS
+WITH points AS (
+    SELECT *, ln(value) - lag(ln(value)) OVER (
+        PARTITION BY grid_id, run_id, loss ORDER BY epoch) AS step
+    FROM ({_LOSS_POINTS})
+),
+curve AS ({_CURVE})
+SELECT p.grid_id, p.run_id, p.cell, p.depth, p.norm, p.feature_set, p.seed, p.status,
+    CAST(max(least({LATE_EPOCHS}, n // 2)) FILTER (WHERE loss = 'test') AS BIGINT) AS late_epochs,
+    {_wobble_v5('train')},
+    {_wobble_v5('test')},
     any_value(s.spike_count) AS spike_count,
     any_value(s.spike_epochs) AS spike_epochs
 FROM points p LEFT JOIN (

@@ -29,9 +29,12 @@ def simulate_grid(
     effects (all multiplicative, 1 = none): ``close`` (loss of close vs all at depth 1),
     ``close_per_depth`` (factor on log(close effect) per added layer), ``lstm``/``gru``
     (loss vs rnn), ``batch_tau``/``layer_tau`` (time constant of the fall vs none),
-    ``batch_noise``/``layer_noise`` (late relative noise vs none), ``batch_level``
-    (loss level vs none, noise unchanged), ``model`` (RMSE ratio to persistence),
-    ``stall_none`` (1: no-norm runs stop falling at 3x their level).
+    ``batch_noise``/``layer_noise`` (late relative noise vs none), ``batch_level`` /
+    ``layer_level`` (loss level vs none, shape and noise unchanged), ``model`` (RMSE ratio
+    to persistence; ``model_<cell>`` replaces it for one cell), ``stall_none`` (1: no-norm
+    runs stop falling at 3x their level), ``batch_diverge`` / ``<norm>_diverge`` (share of
+    that norm's runs that diverge: training stops at a random epoch in the second half of
+    the run with a non-finite loss, status 'diverged', as the engine records it).
     """
     effects = effects or {}
     rng = np.random.default_rng(seed)
@@ -55,11 +58,16 @@ def simulate_grid(
             shape = floor + (5.0 - floor) * np.exp(-e / tau)
             train, test, val = (level * shape * np.exp(rng.normal(0, noise, epochs))
                                 for _ in range(3))
-            best = int(np.argmin(val))
-            curves.append(pl.DataFrame({"run_id": run_id, "epoch": e, "train_loss": train,
+            status, stop = "ok", epochs
+            if rng.random() < effects.get(f"{norm}_diverge", 0.0):
+                status, stop = "diverged", int(rng.integers(epochs // 2, epochs))
+                train, test, val = (np.r_[c[:stop - 1], np.nan] for c in (train, test, val))
+            best = int(np.nanargmin(val))
+            curves.append(pl.DataFrame({"run_id": run_id, "epoch": e[:stop], "train_loss": train,
                                         "test_loss": test, "val_loss": val}))
             base_err = rng.normal(0, 100.0, test_days)
-            model_err = rng.normal(0, 100.0 * effects.get("model", 1.0), test_days)
+            model_err = rng.normal(0, 100.0 * effects.get(f"model_{cell}", effects.get("model", 1.0)),
+                                   test_days)
             actual = 3000 + np.cumsum(rng.normal(0, 50, test_days))
             predictions.append(pl.DataFrame({
                 "run_id": run_id, "date": days, "actual_usd": actual,
@@ -67,9 +75,15 @@ def simulate_grid(
             }))
             runs.append({
                 "run_id": run_id, "cell": cell, "depth": depth, "norm": norm, "feature_set": fs,
-                "seed": s, "status": "ok", "selected_on": "validation", "best_epoch": best + 1,
+                "seed": s, "status": status, "selected_on": "validation", "best_epoch": best + 1,
                 "best_val_loss": float(val[best]), "best_test_loss": float(test[best]),
                 "test_rmse_usd": float(np.sqrt(np.mean(model_err**2))),
                 "baseline_rmse_usd": float(np.sqrt(np.mean(base_err**2))),
             })
     return pl.DataFrame(runs), pl.concat(curves), pl.concat(predictions)
+
+
+def truncate(frames, epochs: int):
+    """The same grid had its runs stopped after ``epochs`` epochs (its curves cut there)."""
+    runs, curves, predictions = frames
+    return runs, curves.filter(pl.col("epoch") <= epochs), predictions
