@@ -370,7 +370,7 @@ def _dynamics_comparisons(inputs: ClaimInputs, norm: str, others: tuple[str, ...
                           wobble_test, loss == "test"))
     out = []
     for other, metric, what, test, decides in parts:
-        if short:
+        if short and not _levels_missing(m, "norm", (norm, other)):
             out.append(_missing(_pair_key("norm", norm, other, metric), f"{norm} vs {other}: "
                                 f"{what}", f"{norm}/{other} ratio of {what}", test, short,
                                 decides))

