@@ -54,3 +54,17 @@ def test_markdown_names_each_verdict_the_path_and_a_link_only_when_served(tmp_pa
     linked = render_results_markdown(summary, html_path=html, markdown_path=md,
                                      html_url="http://h/reports/g1/index.html")
     assert "[http://h/reports/g1/index.html](http://h/reports/g1/index.html)" in linked
+
+
+def test_the_artifact_prints_each_claims_operational_test(tmp_path: Path) -> None:
+    from seqlab.report.protocol import CLAIM_TESTS
+
+    line = CLAIM_TESTS[3].one_line()
+    summary = ReportSummary(
+        grid_id="g1", symbol="ETH", synthetic=False, headline=(),
+        claims=(ClaimVerdict(3, CLAIM_TESTS[3].statement, "not tested", "", line),),
+        leaderboard=(),
+    )
+    text = render_results_markdown(summary, html_path=tmp_path / "i.html",
+                                   markdown_path=tmp_path / "r.md")
+    assert "## How each claim is tested" in text and f"- {line}" in text
