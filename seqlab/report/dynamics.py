@@ -116,26 +116,35 @@ def epochs_to_gap_share(values: np.ndarray, share: float) -> float | None:
     """Epoch (1-based, interpolated) at which the run has closed ``share`` of the gap
     between its own early level and its own plateau, on log loss; None when the run is
     too short or never fell."""
+    return epochs_to_gap_shares(values, (share,))[0]
+
+
+def epochs_to_gap_shares(values: np.ndarray, shares) -> list[float | None]:
+    """:func:`epochs_to_gap_share` for several shares, reading the curve once."""
     if values.size < 2 * EARLY_EPOCHS:
-        return None
+        return [None] * len(shares)
     logs = np.log(values)
     early = float(np.median(logs[:EARLY_EPOCHS]))
     window = min(PLATEAU_EPOCHS, values.size // 2)
     held = np.median(np.lib.stride_tricks.sliding_window_view(logs, window), axis=1)
-    plateau = float(held.min())
-    gap = early - plateau
+    gap = early - float(held.min())
     if not gap > 0:
-        return None
-    target = early - share * gap
+        return [None] * len(shares)
     smooth = rolling_median(logs, SMOOTH_EPOCHS, centred=True)
-    below = np.flatnonzero(smooth <= target)
-    if below.size == 0:
-        return None
-    i = int(below[0])
-    if i == 0:
-        return 1.0
-    before, after = smooth[i - 1], smooth[i]
-    return float(i + (before - target) / (before - after))
+    out: list[float | None] = []
+    for share in shares:
+        target = early - share * gap
+        below = np.flatnonzero(smooth <= target)
+        if below.size == 0:
+            out.append(None)
+            continue
+        i = int(below[0])
+        if i == 0:
+            out.append(1.0)
+            continue
+        before, after = smooth[i - 1], smooth[i]
+        out.append(float(i + (before - target) / (before - after)))
+    return out
 
 
 def late_wobble(values: np.ndarray) -> float | None:
@@ -160,8 +169,9 @@ def run_dynamics_frame(epochs: pl.DataFrame,
                                   "nonfinite": run_id in broken}
         for loss in LOSSES:
             values = losses[loss]
-            for name, share in GAP_SHARES.items():
-                row[f"{name}_{loss}_epochs"] = epochs_to_gap_share(values, share)
+            speeds = epochs_to_gap_shares(values, tuple(GAP_SHARES.values()))
+            for name, epochs_to in zip(GAP_SHARES, speeds, strict=True):
+                row[f"{name}_{loss}_epochs"] = epochs_to
             for e in FIXED_EPOCHS:
                 row[f"{loss}_loss_at_{e}"] = loss_at(values, e)
             row[f"late_{loss}_wobble"] = late_wobble(values)

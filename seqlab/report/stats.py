@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats as sps
@@ -160,6 +161,13 @@ def holm(p_values: list[float]) -> list[float]:
 # --- exact sign-flip (Fisher) test over configs -----------------------------------------
 
 def subset_means(values) -> tuple[np.ndarray, int]:
+    """See :func:`_subset_means`; cached, since a comparison reads one sample many times."""
+    x = _finite(values)
+    return _subset_means(tuple(x.tolist()))
+
+
+@lru_cache(maxsize=256)
+def _subset_means(x_values: tuple[float, ...]) -> tuple[np.ndarray, int]:
     """Sorted means of the non-empty subsets of ``values`` and the number of sign patterns
     they stand for (2^n exactly, or draws + 1 beyond ``EXACT_SIGN_FLIP_MAX`` values).
 
@@ -167,18 +175,19 @@ def subset_means(values) -> tuple[np.ndarray, int]:
     exactly when mean(x over F) <= delta (Hartigan 1969), so p-values and intervals are
     counts of these means.
     """
-    x = _finite(values)
+    x = np.asarray(x_values)
     n = x.size
     if n <= EXACT_SIGN_FLIP_MAX:
         patterns = (np.arange(1, 2**n)[:, None] >> np.arange(n)) & 1
         total = 2**n
     else:
         rng = np.random.default_rng(DEFAULT_SEED)
-        patterns = rng.integers(0, 2, size=(SIGN_FLIP_DRAWS, n))
+        patterns = rng.integers(0, 2, size=(SIGN_FLIP_DRAWS, n), dtype=np.int8)
         patterns = patterns[patterns.sum(axis=1) > 0]
         total = SIGN_FLIP_DRAWS + 1
-    means = (patterns @ x) / patterns.sum(axis=1)
-    return np.sort(means), total
+    means = np.sort((patterns @ x) / patterns.sum(axis=1))
+    means.flags.writeable = False  # shared by the cache
+    return means, total
 
 
 def sign_flip_p(values, delta: float, side: str) -> float:
