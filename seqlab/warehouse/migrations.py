@@ -15,7 +15,7 @@ from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
 from seqlab.warehouse.integrity import is_disk_full
 from seqlab.warehouse.run_tables import RUN_TABLES_SQL
-from seqlab.warehouse.views import DYNAMICS_V4_SQL, REPORT_TABLES_SQL, SELECTION_V5_SQL
+from seqlab.warehouse.views import DYNAMICS_V4_SQL, REPORT_TABLES_SQL, SELECTION_V6_SQL
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               "ALTER TABLE runs ADD COLUMN checkpoint_sha256 VARCHAR;"),
     Migration(6, "runs selected before validation marked selected_on='test'; claim_results: "
                  "interval level, claim p, operational test; differenced late wobble",
-              SELECTION_V5_SQL),
+              SELECTION_V6_SQL),
 )
 
 _BOOKKEEPING = """

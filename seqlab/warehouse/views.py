@@ -18,7 +18,7 @@ as the report without Python:
 - ``claims``: the verdicts of the latest report of each grid. They come from tests SQL
   does not express well (t and exact sign-flip tests over configs, Holm across the claims,
   Diebold-Mariano over test days: seqlab.report.stats), so the report build writes them to
-  ``claim_results`` and this view picks the newest build. Since migration 5 each row also
+  ``claim_results`` and this view picks the newest build. Since migration 6 each row also
   carries its claim's written operational test, the level of its interval and the claim's
   Holm-adjusted p-value.
 
@@ -282,7 +282,7 @@ JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GRO
 """
 
 
-# --- migration 5: runs chosen on the test set marked; claims carry their operational test --
+# --- migration 6: runs chosen on the test set marked; claims carry their operational test --
 # Runs stored before validation selection (migration 4 added ``selected_on`` NULL to them)
 # had their epoch chosen on the test loss: they are marked 'test' and decide no claim. The
 # late wobble becomes the std of the epoch-to-epoch change of log(loss) over the last
@@ -290,7 +290,7 @@ JOIN (SELECT grid_id, arg_max(report_id, built_at) AS report_id FROM reports GRO
 # no longer counts as fluctuation. Frozen once shipped, like migration 4.
 
 
-def _wobble_v5(loss: str) -> str:
+def _wobble_v6(loss: str) -> str:
     window = f"least({LATE_EPOCHS}, n // 2)"
     # from_end <= window - 1: each step's later epoch and the one before both in the window
     where = (f"loss = '{loss}' AND {window} >= {MIN_LATE_EPOCHS} AND from_end <= {window} - 1 "
@@ -298,7 +298,7 @@ def _wobble_v5(loss: str) -> str:
     return f"stddev_samp(step) FILTER (WHERE {where}) / sqrt(2) AS late_{loss}_wobble"
 
 
-SELECTION_V5_SQL = f"""
+SELECTION_V6_SQL = f"""
 DROP VIEW IF EXISTS claims;
 DROP VIEW IF EXISTS stability;
 UPDATE runs SET selected_on = 'test' WHERE selected_on IS NULL;
@@ -314,8 +314,8 @@ WITH points AS (
 curve AS ({_CURVE})
 SELECT p.grid_id, p.run_id, p.cell, p.depth, p.norm, p.feature_set, p.seed, p.status,
     CAST(max(least({LATE_EPOCHS}, n // 2)) FILTER (WHERE loss = 'test') AS BIGINT) AS late_epochs,
-    {_wobble_v5('train')},
-    {_wobble_v5('test')},
+    {_wobble_v6('train')},
+    {_wobble_v6('test')},
     any_value(s.spike_count) AS spike_count,
     any_value(s.spike_epochs) AS spike_epochs
 FROM points p LEFT JOIN (

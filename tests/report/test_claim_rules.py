@@ -98,9 +98,9 @@ def test_3_runs_selected_on_test_are_left_out_and_counted() -> None:
     assert document["left_out_selected_on_test"] == assessment.left_out
 
 
-def test_3_migration_5_marks_runs_stored_before_validation_selection() -> None:
+def test_3_migration_6_marks_runs_stored_before_validation_selection() -> None:
     con = duckdb.connect()
-    apply_migrations(con, MIGRATIONS[:4])
+    apply_migrations(con, MIGRATIONS[:5])
     columns = con.execute("SELECT column_name, data_type, is_nullable FROM "
                           "information_schema.columns WHERE table_name = 'runs'").fetchall()
     literal = {"VARCHAR": "'x'", "TIMESTAMP": "TIMESTAMP '2020-01-01'", "DATE": "DATE '2020-01-01'",
@@ -109,7 +109,7 @@ def test_3_migration_5_marks_runs_stored_before_validation_selection() -> None:
         row = {name: literal.get(kind, "0") for name, kind, nullable in columns if nullable == "NO"}
         row |= {"run_id": f"'r{index}'", "selected_on": selected}
         con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(row.values())})")
-    assert apply_migrations(con) == [5]
+    assert apply_migrations(con) == [6]
     marked = dict(con.execute("SELECT run_id, selected_on FROM runs ORDER BY run_id").fetchall())
     assert marked == {"r0": "test", "r1": "validation"}
     cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
