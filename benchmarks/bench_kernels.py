@@ -39,8 +39,10 @@ SIGNATURES = {
 SWEEP = [(16, 4), (16, 8), (32, 4), (32, 8), (64, 8)]
 
 
-def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: int, arch: int) -> dict:
-    """Compile one kernel for ``sm_<arch>``; its registers, spill bytes and compile seconds."""
+def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: int, arch: int,
+                   stages: int | None = None) -> dict:
+    """Compile one kernel for ``sm_<arch>``; its registers, spill bytes, shared memory, blocks
+    per SM that shared memory allows, and compile seconds (``stages`` None: Triton's default)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -56,7 +58,9 @@ def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: in
     signature = {**SIGNATURES[direction], **dict.fromkeys(constants, "constexpr")}
     started = time.perf_counter()
     kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants),
-                            target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+                            target=GPUTarget("cuda", arch, 32),
+                            options={"num_warps": warps,
+                                     **({"num_stages": stages} if stages else {})})
     seconds = time.perf_counter() - started
     # The cubin Triton built with its own ptxas, read back with the cuobjdump it ships:
     # STACK is the per-thread stack frame, where registers that do not fit spill (these
@@ -71,10 +75,13 @@ def compile_kernel(direction: str, cell: str, hidden: int, block: int, warps: in
         os.unlink(handle.name)
     registers = re.search(r"REG:(\d+)", report)
     stack = re.search(r"STACK:(\d+)", report)
+    shared = int(kernel.metadata.shared)
     return {"direction": direction, "cell": cell, "hidden": hidden, "block_b": block,
-            "num_warps": warps, "registers": int(registers.group(1)) if registers else None,
-            "spill_bytes": int(stack.group(1)) if stack else None,
-            "shared_bytes": int(kernel.metadata.shared), "compile_s": round(seconds, 2)}
+            "num_warps": warps, "num_stages": stages,
+            "registers": int(registers.group(1)) if registers else None,
+            "spill_bytes": int(stack.group(1)) if stack else None, "shared_bytes": shared,
+            "blocks_per_sm_by_shared": triton_rnn.SM_SHARED_BYTES
+            // (shared + triton_rnn.BLOCK_RESERVED_BYTES), "compile_s": round(seconds, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,16 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     from seqlab.models.triton_rnn import launch_options
 
     rows = []
-    for hidden, cell in itertools.product(args.hidden, args.cells):
-        options = launch_options(hidden)
-        tiles = SWEEP if args.sweep else [(options["BLOCK_B"], options["num_warps"])]
-        for (block, warps), direction in itertools.product(tiles, ("forward", "backward")):
-            row = compile_kernel(direction, cell, hidden, block, warps, args.arch)
-            row["engine_default"] = (block, warps) == (options["BLOCK_B"], options["num_warps"])
+    for hidden, cell, direction in itertools.product(args.hidden, args.cells,
+                                                     ("forward", "backward")):
+        options = launch_options(hidden, cell, direction)
+        engine = (options["BLOCK_B"], options["num_warps"], options.get("num_stages"))
+        tiles = [(b, w, engine[2]) for b, w in SWEEP] if args.sweep else [engine]
+        for block, warps, stages in tiles:
+            row = compile_kernel(direction, cell, hidden, block, warps, args.arch, stages)
+            row["engine_default"] = (block, warps, stages) == engine
             rows.append(row)
-            print(f"{cell:<5} H={hidden:<4} {direction:<8} block {block:>2} x {warps} warps: "
+            print(f"{cell:<5} H={hidden:<4} {direction:<8} block {block:>2} x {warps} warps"
+                  f"{f' x {stages} stages' if stages else ''}: "
                   f"{row['registers']} registers, {row['spill_bytes']} bytes spilled, "
                   f"{row['shared_bytes'] // 1024} KiB shared "
+                  f"({row['blocks_per_sm_by_shared']} blocks/SM) "
                   f"({row['compile_s']} s){'  <- engine' if row['engine_default'] else ''}",
                   flush=True)
     engine = [r for r in rows if r["engine_default"]]

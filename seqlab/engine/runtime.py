@@ -9,6 +9,7 @@ import threading
 
 import torch
 
+from seqlab.models.recurrence import tf32_enabled
 from seqlab.models.rnn import ModelConfig, StackedRNN
 
 # glibc's mallopt parameter numbers (malloc.h).
@@ -46,6 +47,7 @@ def configure_determinism(device: torch.device) -> dict:
     """
     settings: dict = {"device_type": device.type, "num_threads": torch.get_num_threads()}
     if device.type != "cuda":
+        settings["precision"] = "fp32"  # no TF32 on a CPU
         settings["note"] = "CPU: deterministic for a fixed thread count; no switches needed"
         return settings
     torch.backends.cudnn.deterministic = True
@@ -53,11 +55,15 @@ def configure_determinism(device: torch.device) -> dict:
     # cuDNN's RNN kernels use TF32 tensor cores unless told not to: measured on an H200,
     # packs of 32 train 2x faster with it (196 vs 100 epochs/s), a lone graphed run ~5%.
     # Results then differ from full-fp32 ones around 1e-4..1e-3 relative;
-    # SEQLAB_CUDA_TF32=0 trades that speed for full fp32. The choice is recorded per run.
-    tf32 = os.environ.get("SEQLAB_CUDA_TF32", "1").strip() not in ("0", "false", "no")
+    # SEQLAB_CUDA_TF32=0 trades that speed for full fp32. The same switch covers torch's
+    # float32 matmuls: about two thirds of a fused pack's FLOPs are its input projections,
+    # their gradients and W_hh's, batched matmuls outside the kernels. Recorded per run.
+    tf32 = tf32_enabled()
     torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     settings["cudnn.allow_tf32"] = tf32
-    settings["matmul.allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    settings["matmul.allow_tf32"] = tf32
+    settings["precision"] = "tf32" if tf32 else "fp32"
     torch.use_deterministic_algorithms(True, warn_only=True)
     settings["cudnn.deterministic"] = True
     settings["cudnn.benchmark"] = False

@@ -11,7 +11,16 @@ time.
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+
+def tf32_enabled() -> bool:
+    """``SEQLAB_CUDA_TF32`` (default on): TF32 tensor cores on a GPU for cuDNN's RNNs, torch's
+    float32 matmuls (the fused engine's input projections, their gradients, ``W_hh``'s) and
+    the fused kernels' dots. ``0`` trades that speed for full fp32."""
+    return os.environ.get("SEQLAB_CUDA_TF32", "1").strip() not in ("0", "false", "no")
 
 
 def cell_step(cell: str, projected: torch.Tensor, recurrent: torch.Tensor, h: torch.Tensor,

@@ -26,6 +26,8 @@ import os
 
 import torch
 
+from seqlab.models.recurrence import tf32_enabled
+
 try:
     import triton
     import triton.language as tl
@@ -268,31 +270,45 @@ def kernels() -> tuple:
     return triton.jit(_forward), triton.jit(_backward)
 
 
-def launch_options(hidden: int) -> dict:
-    """Batch rows per program and warps: a tile ptxas fits without spilling registers.
+# Per SM an H100 / H200 has 228 KiB of shared memory, each resident block 1 KiB of it
+# reserved: two blocks per SM need at most 113 KiB each.
+SM_SHARED_BYTES, BLOCK_RESERVED_BYTES = 228 * 1024, 1024
+
+
+def launch_options(hidden: int, cell: str = "rnn", direction: str = "forward") -> dict:
+    """Batch rows per program, warps and pipeline stages: a tile ptxas fits without spilling.
 
     Compiled for sm_90 by ``benchmarks/bench_kernels.py``: 16 rows spill nothing with 4 warps
     up to hidden 32 and with 8 warps at 64 (LSTM forward at 64: 188 registers with 4 warps,
-    128 with 8; its backward 140 KiB of shared memory), while 32 rows spill at 64 with 4
-    warps (GRU, LSTM) or take 216 KiB of shared memory with 8 (LSTM backward).
-    ``SEQLAB_FUSED_BLOCK_B`` / ``SEQLAB_FUSED_WARPS`` override them for measurements.
+    128 with 8), while 32 rows spill at 64 with 4 warps (GRU, LSTM) or take 216 KiB of shared
+    memory with 8 (LSTM backward). LSTM's backward at 64 takes 124-140 KiB of shared memory
+    with Triton's default of 3 stages (one block per SM); 2 stages need 96-112 KiB (triton
+    3.9-3.6), no spills, so two blocks share an SM and hide each other's step latency.
+    ``SEQLAB_FUSED_BLOCK_B`` / ``SEQLAB_FUSED_WARPS`` / ``SEQLAB_FUSED_STAGES`` override them
+    for measurements.
     """
     block = int(os.environ.get("SEQLAB_FUSED_BLOCK_B", "16"))
     warps = int(os.environ.get("SEQLAB_FUSED_WARPS", "4" if hidden <= 32 else "8"))
-    return {"BLOCK_B": block, "num_warps": warps}
+    options = {"BLOCK_B": block, "num_warps": warps}
+    stages = os.environ.get("SEQLAB_FUSED_STAGES")
+    if stages:
+        options["num_stages"] = int(stages)
+    elif cell == "lstm" and direction == "backward":
+        options["num_stages"] = 2
+    return options
 
 
-def _launch_config(tensor: torch.Tensor, hidden: int) -> dict:
-    options = launch_options(hidden)
-    if tensor.device.type != "cuda":
-        del options["num_warps"]  # the interpreter runs a program as one numpy thread
+def _launch_config(tensor: torch.Tensor, hidden: int, cell: str, direction: str) -> dict:
+    options = launch_options(hidden, cell, direction)
+    if tensor.device.type != "cuda":  # the interpreter runs a program as one numpy thread
+        options.pop("num_warps")
+        options.pop("num_stages", None)
     return options
 
 
 def _precision() -> str:
-    """TF32 on the GPU's tensor cores unless ``SEQLAB_CUDA_TF32=0`` (as for cuDNN)."""
-    tf32 = os.environ.get("SEQLAB_CUDA_TF32", "1").strip() not in ("0", "false", "no")
-    return "tf32" if tf32 else "ieee"
+    """The kernels' ``tl.dot`` precision: TF32 unless ``SEQLAB_CUDA_TF32=0``."""
+    return "tf32" if tf32_enabled() else "ieee"
 
 
 def forward(cell: str, projected: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor,
@@ -304,7 +320,7 @@ def forward(cell: str, projected: torch.Tensor, weight_hh: torch.Tensor, bias_hh
     blocks = SAVED[cell] if save else 0
     # Nothing to keep (RNN, or evaluation): a placeholder the kernel never touches.
     saved = projected.new_empty(k, t, b, blocks * hidden) if blocks else projected.new_empty(1)
-    options = _launch_config(projected, hidden)
+    options = _launch_config(projected, hidden, cell, "forward")
     grid = (k, triton.cdiv(b, options["BLOCK_B"]))
     kernel, _ = kernels()
     kernel[grid](projected.contiguous(), weight_hh.contiguous(), bias_hh.contiguous(), y, saved,
@@ -321,7 +337,7 @@ def backward(cell: str, d_output: torch.Tensor, weight_hh: torch.Tensor, output:
     gates = GATES[cell]
     d_projected = output.new_empty(k, t, b, gates * hidden)
     d_hidden = output.new_empty(k, t, b, gates * hidden) if cell == "gru" else d_projected
-    options = _launch_config(output, hidden)
+    options = _launch_config(output, hidden, cell, "backward")
     grid = (k, triton.cdiv(b, options["BLOCK_B"]))
     _, kernel = kernels()
     kernel[grid](d_output.contiguous(), weight_hh.contiguous(), output, saved, d_projected,
@@ -345,10 +361,11 @@ class TritonRecurrence(torch.autograd.Function):
         weight_hh, output, saved = ctx.saved_tensors
         d_projected, d_hidden = backward(ctx.cell, d_output, weight_hh, output, saved)
         k, t, b, hidden = output.shape
-        h_prev = torch.cat([output.new_zeros(k, 1, b, hidden), output[:, :-1]], dim=1)
-        flat = d_hidden.reshape(k, t * b, -1)
-        d_weight = torch.bmm(flat.transpose(1, 2), h_prev.reshape(k, t * b, hidden))
-        return d_projected, d_weight, flat.sum(dim=1), None
+        # d W_hh = sum over steps of d_pre(t)^T h(t-1); h(-1) is 0, so step 0 adds nothing and
+        # steps 1.. pair with outputs ..T-2: two strided views, no shifted copy of the states.
+        d_weight = torch.bmm(d_hidden[:, 1:].reshape(k, (t - 1) * b, -1).transpose(1, 2),
+                             output[:, :-1].reshape(k, (t - 1) * b, hidden))
+        return d_projected, d_weight, d_hidden.sum(dim=(1, 2)), None
 
 
 def recurrence_triton(cell: str, projected: torch.Tensor, weight_hh: torch.Tensor,

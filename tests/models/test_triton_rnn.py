@@ -79,3 +79,23 @@ def test_no_grad_calls_save_nothing_and_agree():
                                        (128, False)])
 def test_hidden_sizes_the_kernels_tile(hidden, ok):
     assert (hidden_unsupported(hidden) is None) == ok
+
+
+def test_launch_options_give_lstm_backward_two_stages_and_the_interpreter_none(monkeypatch):
+    """Two pipeline stages keep LSTM's backward at hidden 64 to two blocks per SM (checked for
+    sm_90 in test_triton_compile); the interpreter takes no warps or stages."""
+    assert triton_rnn.launch_options(64, "lstm", "backward")["num_stages"] == 2
+    assert "num_stages" not in triton_rnn.launch_options(64, "lstm", "forward")
+    assert set(triton_rnn._launch_config(torch.zeros(1), 64, "lstm", "backward")) == {"BLOCK_B"}
+    monkeypatch.setenv("SEQLAB_FUSED_STAGES", "3")
+    assert triton_rnn.launch_options(64, "gru", "backward")["num_stages"] == 3
+
+
+def test_one_switch_sets_the_kernels_precision(monkeypatch):
+    """SEQLAB_CUDA_TF32 picks the kernels' dot precision, as it does torch's matmuls and cuDNN
+    (engine.runtime). The interpreter computes either in fp32: equality with TF32 on is only
+    checked natively (the engine's TF32 test on a GPU)."""
+    monkeypatch.setenv("SEQLAB_CUDA_TF32", "1")
+    assert triton_rnn._precision() == "tf32"
+    monkeypatch.setenv("SEQLAB_CUDA_TF32", "0")
+    assert triton_rnn._precision() == "ieee"
