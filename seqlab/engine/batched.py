@@ -9,8 +9,8 @@ How each member stays equal to its own eager run (``seqlab.engine.train.train_co
 
 * Init: member k's :class:`StackedRNN` is built after ``torch.manual_seed(seed_k)`` exactly
   as the eager engine builds it, then its weights are copied into slice k.
-* Batch order: member k owns a generator seeded with ``seed_k`` and draws
-  ``torch.randperm`` from it each epoch, so it sees the same windows as eager.
+* Batch order: member k's is ``batch_orders(seed_k, epoch)`` each epoch (all K in one
+  sort), so it sees the same windows as eager.
 * Gradients: the loss is the *sum* of the members' mean squared errors; no parameter
   slice is shared, so slice k's gradient is member k's own eager gradient.
 * Clipping is per member (the norm over its slices of all gradients); Adam is

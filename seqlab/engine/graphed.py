@@ -8,8 +8,7 @@ https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture) and repla
 How it stays equal to the eager engine (``seqlab.engine.train``):
 
 * Same init and batch order: the model is built after ``torch.manual_seed(seed)`` and
-  each epoch draws ``torch.randperm`` from a device generator seeded the same way; the
-  permutation is copied into a static buffer and the graph picks its batch through a
+  each epoch's order is ``batch_orders(seed, epoch)``, as in eager; the permutation is copied into a static buffer and the graph picks its batch through a
   device-side step counter, so a replay needs no host work besides the launch.
 * The last partial batch gets its own graph (static buffers of the remainder size), so
   it takes an optimizer step with its own mean loss, exactly as eager does.
@@ -218,8 +217,8 @@ class GraphedRun(CapturedRun):
         self.config, self.tensors, self.device = config, tensors, device
         self.model = seeded_model(config.model_config(n_features), config.seed, device)  # as eager
         self.optimizer, self.optimizer_kind = make_capturable_optimizer(self.model, config)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(config.seed)  # batch order, as in the eager engine
+        self.seed = torch.tensor([config.seed], device=device)  # batch order, as in eager
+        self.epoch = 0
         n, lookback, features = tensors.X_train.shape
         batch = config.batch_size
         self.n, self.batch = n, batch
@@ -247,8 +246,8 @@ class GraphedRun(CapturedRun):
             xb, yb, size = self.X_batch, self.y_batch, self.batch
         else:
             idx, xb, yb, size = self.order_rem, self.X_rem, self.y_rem, self.remainder
-        xb.copy_(self.tensors.X_train.index_select(0, idx))
-        yb.copy_(self.tensors.y_train.index_select(0, idx))
+        torch.index_select(self.tensors.X_train, 0, idx, out=xb)  # straight into the buffer
+        torch.index_select(self.tensors.y_train, 0, idx, out=yb)
         loss = F.mse_loss(self.model(xb), yb)
         loss.backward()
         if self.config.grad_clip is not None:
@@ -267,8 +266,9 @@ class GraphedRun(CapturedRun):
         return torch.stack(losses)
 
     def begin_epoch(self) -> None:
-        """Draw this epoch's batch order (same generator call as eager) and reset counters."""
-        self.order.copy_(torch.randperm(self.n, generator=self.generator, device=self.device))
+        """This epoch's batch order (as eager's) and the counters reset."""
+        self.order.copy_(eager_engine.batch_orders(self.seed, self.epoch, self.n)[0])
+        self.epoch += 1
         self.step_counter.zero_()
         self.loss_sum.zero_()
 

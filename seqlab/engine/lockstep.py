@@ -1,6 +1,6 @@
 """K members stepped as one model: what batched and fused packs share.
 
-Each member keeps its own seeded batch order (a generator seeded as its eager run's), so
+Each member keeps its own seeded batch order (``batch_orders``, as its eager run's), so
 it sees the windows its eager run sees; a step gathers every member's batch into static
 buffers, takes the sum of the members' mean squared errors (no parameter row is shared,
 so row k's gradient is member k's own), clips per member and steps one Adam over the
@@ -18,7 +18,7 @@ from seqlab.engine.config import TrainConfig
 from seqlab.engine.graphed import CapturedRun, CaptureError
 from seqlab.engine.recording import RunHistory
 from seqlab.engine.result import EpochRecord
-from seqlab.engine.train import batch_plan, folds_single_window
+from seqlab.engine.train import batch_orders, batch_plan, folds_single_window
 
 
 def member_mse(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,8 @@ class LockstepRun(CapturedRun):
         state = self.model.state_dict()
         self.best = {name: tensor.detach().clone() for name, tensor in state.items()}
         self.best_rows = [(state[name], self.best[name], rows) for name, rows in owners.items()]
-        self.generators = [torch.Generator(device=device).manual_seed(c.seed) for c in configs]
+        self.seeds = torch.tensor([c.seed for c in configs], device=device)
+        self.epoch = 0
         clips = [c.grad_clip for c in configs]
         self.clipping = any(clip is not None for clip in clips)
         self.max_norm = torch.tensor([clip or 1.0 for clip in clips], device=device)
@@ -84,8 +85,8 @@ class LockstepRun(CapturedRun):
         else:
             idx, xb, yb, size = self.order_rem, self.X_rem, self.y_rem, self.remainder
         flat = (idx + self.offset).reshape(-1)
-        xb.copy_(self.windows.index_select(0, flat).view(xb.shape))
-        yb.copy_(self.targets.index_select(0, flat).view(yb.shape))
+        torch.index_select(self.windows, 0, flat, out=xb.view(-1, *xb.shape[2:]))  # no temporary
+        torch.index_select(self.targets, 0, flat, out=yb.view(-1))
         losses = member_mse(self.model(xb), yb)  # (K,)
         losses.sum().backward()  # row k's gradient is member k's own
         if self.clipping:
@@ -124,9 +125,9 @@ class LockstepRun(CapturedRun):
         return self.model.member_state_dict(k, self.best)
 
     def begin_epoch(self) -> None:
-        """Draw every member's batch order from its own generator and reset the counters."""
-        for k, generator in enumerate(self.generators):
-            self.order[k].copy_(torch.randperm(self.n, generator=generator, device=self.device))
+        """Every member's batch order for this epoch (one sort for all) and the counters reset."""
+        self.order.copy_(batch_orders(self.seeds, self.epoch, self.n))
+        self.epoch += 1
         self.step_counter.zero_()
         self.loss_sum.zero_()
 

@@ -1,8 +1,8 @@
 """The training engine: one config + prices in, one :class:`TrainResult` out.
 
 Built for speed on small recurrent models, where per-step overhead dominates: all
-windows live on the device as tensors, a seeded permutation picks each mini-batch with
-``index_select`` (no DataLoader, no per-batch copies), and the running loss stays on
+windows live on the device as tensors, a seeded permutation (:func:`batch_orders`) picks
+each mini-batch with ``index_select`` (no DataLoader, no per-batch copies), and the running loss stays on
 the device, read once per epoch together with the evaluation losses.
 """
 
@@ -54,6 +54,38 @@ def model_forward(model: nn.Module, device: torch.device) -> Callable[[torch.Ten
     return model
 
 
+def _signed(value: int) -> int:
+    """``value`` mod 2**64 as a signed int64 (torch has no unsigned 64-bit arithmetic)."""
+    value &= 2**64 - 1
+    return value - 2**64 if value >= 2**63 else value
+
+
+# splitmix64's increment and multipliers; int64 products wrap, as the uint64 ones do.
+_GOLDEN, _MIX_A, _MIX_B = (_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9,
+                                                 0x94D049BB133111EB))
+
+
+def _mix(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 tensors (logical shifts: arithmetic shift, then mask)."""
+    z = (z ^ ((z >> 30) & (2**34 - 1))) * _MIX_A
+    z = (z ^ ((z >> 27) & (2**37 - 1))) * _MIX_B
+    return z ^ ((z >> 31) & (2**33 - 1))
+
+
+def batch_orders(seeds: torch.Tensor, epoch: int, n: int) -> torch.Tensor:
+    """Each seed's batch order in ``epoch``: (K, n) permutations of ``range(n)``, one call.
+
+    Window i's sort key is a hash of (seed, epoch, i), so the order depends on nothing
+    else: every engine (eager, graphed, stream, batched and fused packs) gives a config
+    the same windows on any device, and a pack of K draws its K orders in one sort
+    instead of K ``randperm`` calls from Python.
+    """
+    seeds = seeds.to(torch.int64).view(-1, 1)  # (K, 1)
+    base = _mix(seeds * _GOLDEN + _signed((epoch + 1) * 0xD1B54A32D192ED03))  # (K, 1)
+    steps = torch.arange(1, n + 1, dtype=torch.int64, device=seeds.device) * _GOLDEN  # (n,)
+    return _mix(base + steps).argsort(dim=1, stable=True)  # (K, n)
+
+
 def batch_plan(n: int, batch_size: int, *, fold_single: bool) -> tuple[int, int]:
     """(number of full batches, size of the last batch; 0 when ``batch_size`` divides ``n``).
 
@@ -79,10 +111,12 @@ def train_one_epoch(
     y: torch.Tensor,
     *,
     batch_size: int,
-    generator: torch.Generator,
+    seed: int,
+    epoch: int,
     grad_clip: float | None = None,
 ) -> torch.Tensor:
-    """One pass over shuffled mini-batches; returns the sample-weighted mean loss.
+    """One pass over mini-batches in ``batch_orders(seed, epoch)``; returns the
+    sample-weighted mean loss.
 
     The result is a 0-d tensor on the device: nothing here waits for the device.
     """
@@ -92,7 +126,7 @@ def train_one_epoch(
     norm = model.config.norm if isinstance(model, StackedRNN) else "none"
     n_full, last = batch_plan(n, batch_size, fold_single=folds_single_window(norm, X.shape[1]))
     ends = [*range(batch_size, n_full * batch_size + 1, batch_size)] + ([n] if last else [])
-    order = torch.randperm(n, generator=generator, device=X.device)  # (N,)
+    order = batch_orders(torch.tensor([seed], device=X.device), epoch, n)[0]  # (N,)
     total = torch.zeros((), device=X.device)
     for start, end in pairwise([0, *ends]):
         idx = order[start:end]  # (B,)
@@ -132,8 +166,6 @@ def train_config(
     optimizer = make_optimizer(model, config, device)
     determinism["recurrent_backward"] = (
         fast_path_label(model) if model_forward(model, device) is not model else "torch")
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)  # batch order
 
     def on_device(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(device)
@@ -144,11 +176,11 @@ def train_config(
     has_val = X_val.shape[0] > 0
 
     history = RunHistory(config, has_val)
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         epoch_start = time.perf_counter()
         train_loss = train_one_epoch(
             model, optimizer, X_train, y_train, batch_size=config.batch_size,
-            generator=generator, grad_clip=config.grad_clip,
+            seed=config.seed, epoch=epoch, grad_clip=config.grad_clip,
         )
         losses = [train_loss, F.mse_loss(predict_scaled(model, X_test), y_test)]
         if has_val:

@@ -45,17 +45,18 @@ def train_with_recording(config: TrainConfig, prices: pl.DataFrame, checkpoint_d
     torch.manual_seed(config.seed)
     model = StackedRNN(config.model_config(data.n_features))
     optimizer = make_optimizer(model, config, device)
-    generator = torch.Generator().manual_seed(config.seed)
+    epoch = 0
     X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
     X_test, y_test = torch.from_numpy(data.X_test), torch.from_numpy(data.y_test)
     X_val, y_val = torch.from_numpy(data.X_val), torch.from_numpy(data.y_val)
     history = RunHistory(config, has_val=X_val.shape[0] > 0)
     while True:
         losses = [train_one_epoch(model, optimizer, X, y, batch_size=config.batch_size,
-                                  generator=generator, grad_clip=config.grad_clip),
+                                  seed=config.seed, epoch=epoch, grad_clip=config.grad_clip),
                   torch.nn.functional.mse_loss(predict_scaled(model, X_test), y_test)]
         if history.has_val:
             losses.append(torch.nn.functional.mse_loss(predict_scaled(model, X_val), y_val))
+        epoch += 1
         if not history.record(torch.stack(losses).tolist(), 0.0, model):
             break
     return assemble_result(config, data, model, history, X_test, device=device,
