@@ -31,7 +31,7 @@ import torch
 
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.graphed import DeviceData, make_capturable_optimizer
-from seqlab.engine.lockstep import LockstepRun, member_mse, prepared_run, train_members
+from seqlab.engine.lockstep import LockstepRun, prepared_run, train_members
 from seqlab.engine.packing import PackEpochCallback, pack_key, train_pack
 from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
 from seqlab.engine.result import TrainResult
@@ -44,6 +44,19 @@ from seqlab.models.fused import FusedPackModel
 # Beyond the pack key, what fused members must share: the hidden size (one tile shape per
 # kernel) and lr / weight decay (one Adam over the stacked tensors).
 FUSE_FIELDS = ("hidden", "lr", "weight_decay")
+# Windows (all members together) per evaluation pass on a GPU: at K = 216, hidden 64,
+# lookback 30 a pass's activations are about 2.5 GB, and the study's ~1,100 test and
+# validation windows per member take 4 passes (at 8,192 windows, CPU's budget, 30).
+CUDA_EVAL_WINDOWS = 65536
+
+
+def eval_chunk(n: int, k: int, budget: int, block: int) -> int:
+    """Windows per member in one evaluation pass over ``n`` each: at most ``budget`` windows
+    for all ``k`` members, whole blocks of ``block`` rows (a kernel program's tile), and
+    passes of equal size, so only the last block of the last pass is part-filled."""
+    per_pass = max(block, budget // k // block * block)
+    passes = -(-n // per_pass)
+    return min(per_pass, -(-n // (passes * block)) * block)
 
 
 def fusable_key(config: TrainConfig) -> tuple:
@@ -122,24 +135,29 @@ class FusedRun(LockstepRun):
         _, n, lookback, width = data.X_train.shape
         self.setup(self.configs, data.X_train.reshape(-1, lookback, width), data.y_train.reshape(-1),
                    n, data.spec_of * n, self.model.state_members(), device)
+        # Test and validation windows of every member, gathered once: (K, N_test + N_val, T, F).
+        spec = data.spec_of
+        self.X_eval = torch.cat([data.X_test, data.X_val], dim=1).index_select(0, spec)
+        self.y_eval = torch.cat([data.y_test, data.y_val], dim=1).index_select(0, spec)
+        self.n_test, n_eval = data.X_test.shape[1], self.X_eval.shape[1]
+        budget = CUDA_EVAL_WINDOWS if device.type == "cuda" else EVAL_CHUNK
+        block = triton_rnn.launch_options(self.model.hidden)["BLOCK_B"]
+        self.eval_chunk = eval_chunk(n_eval, self.k, budget, block)
 
     @torch.no_grad()
-    def _predict(self, X: torch.Tensor) -> torch.Tensor:
-        """Every member's eval-mode outputs (K, N) on its own spec's windows, in chunks."""
+    def _evaluate(self) -> torch.Tensor:
+        """Every member's test[, val] loss (K, 1|2): eval-mode passes over whole blocks."""
         was_training = self.model.training
         self.model.eval()
-        chunk = max(1, EVAL_CHUNK // self.k)
-        out = [self.model(X[:, i : i + chunk].index_select(0, self.data.spec_of))
-               for i in range(0, X.shape[1], chunk)]
+        n, chunk = self.X_eval.shape[1], self.eval_chunk
+        out = torch.cat([self.model(self.X_eval[:, i : i + chunk]) for i in range(0, n, chunk)],
+                        dim=1)  # (K, N_test + N_val)
         self.model.train(was_training)
-        return torch.cat(out, dim=1)
-
-    def _evaluate(self) -> torch.Tensor:
-        d, spec = self.data, self.data.spec_of
-        losses = [member_mse(self._predict(d.X_test), d.y_test.index_select(0, spec))]
-        if d.X_val.shape[1] > 0:
-            losses.append(member_mse(self._predict(d.X_val), d.y_val.index_select(0, spec)))
-        return torch.stack(losses, dim=1)  # (K, 1|2)
+        error = (out - self.y_eval).square()
+        if n == self.n_test:
+            return error.mean(dim=1, keepdim=True)
+        return torch.stack([error[:, : self.n_test].mean(dim=1), error[:, self.n_test:].mean(dim=1)],
+                           dim=1)
 
 
 def train_pack_fused(
@@ -179,7 +197,8 @@ def train_pack_fused(
     has_val = data.X_val.shape[1] > 0
     histories = [RunHistory(c, has_val=has_val) for c in members]
     train_members(run, histories, on_epoch, order)
-    recurrence = "triton (interpreter)" if triton_rnn.interpreter_on() else "triton (compiled)"
+    recurrence = ("triton (interpreter)" if triton_rnn.interpreter_on()
+                  else f"triton (compiled, {determinism['precision']})")
     results: list[TrainResult | None] = [None] * len(configs)
     for k, (config, member) in enumerate(zip(members, run.members, strict=True)):
         member.load_state_dict(run.model.member_state_dict(k))  # the last state, if none was best

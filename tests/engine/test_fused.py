@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from seqlab.engine import TrainConfig, load_checkpoint, train_config
-from seqlab.engine.fused import fusable_key, fused_blocker, train_pack_fused
+from seqlab.engine.fused import eval_chunk, fusable_key, fused_blocker, train_pack_fused
 from seqlab.grid.plan import group_key
 from seqlab.models import triton_rnn
 from tests.engine.test_batched import assert_results_close
@@ -62,6 +62,7 @@ def test_a_mixed_pack_trains_each_member_as_it_trains_alone(short_prices, tmp_pa
         assert result.run_key == config.run_key()
         assert result.determinism["pack"] == {"size": len(MIX), "index": k, "mode": "fused"}
         assert result.determinism["recurrence"].startswith("triton")
+        assert result.determinism["precision"] == "fp32"  # SEQLAB_CUDA_TF32=0 (none on a CPU)
         assert "fused_refused" not in result.determinism
         alone = train_config(config, short_prices)
         assert_results_close(result, alone, rtol=1e-4)
@@ -113,5 +114,20 @@ def test_captured_fused_pack_with_tf32_stays_near_eager(short_prices, monkeypatc
     configs = [TrainConfig(**SMALL, **case, seed=seed) for seed, case in enumerate(MIX)]
     for config, result in zip(configs, train_pack_fused(configs, short_prices), strict=True):
         assert result.determinism["graph"] == "captured"
+        assert result.determinism["precision"] == "tf32" and result.determinism["matmul.allow_tf32"]
+        assert result.determinism["recurrence"] == "triton (compiled, tf32)"
         alone = train_config(config, short_prices)
         assert result.train_loss == pytest.approx(alone.train_loss, rel=1e-2)
+
+
+@pytest.mark.parametrize(("n", "k"), [(1100, 72), (1100, 216), (36, 4), (5, 3), (550, 1)])
+def test_evaluation_passes_fill_whole_blocks(n, k):
+    """Equal passes of whole 16-row blocks within the budget: one part-filled block at most
+    (chunks of 8192 // K windows left one per pass, 10 passes of 113 at K = 72)."""
+    budget, block = 8192, 16
+    chunk = eval_chunk(n, k, budget, block)
+    passes = -(-n // chunk)
+    assert chunk % block == 0 and k * chunk <= max(budget, k * block)
+    sizes = [min(chunk, n - start) for start in range(0, n, chunk)]
+    assert sum(size % block != 0 for size in sizes) == (1 if n % block else 0)
+    assert passes == -(-n // max(block, budget // k // block * block))  # no more passes than needed
