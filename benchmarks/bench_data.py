@@ -2,7 +2,9 @@
 
 In order: a canonical Parquet file named by ``SEQLAB_BENCH_PRICES`` (how a GPU machine
 without the ingest stack gets the real series), the real CoinCodex file through seqlab's
-own parser and row validation when ../shared is present, else seqlab's synthetic series.
+own parser and row validation when ../shared is present, else seqlab's synthetic series,
+unless ``SEQLAB_BENCH_REQUIRE_REAL=1``: then no real prices is an error, never a silent
+fallback (a GPU measurement on synthetic prices is not a measurement of the study).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def load_prices() -> tuple[pl.DataFrame, str]:
         return pl.read_parquet(exported).sort("date"), f"parquet: {Path(exported).name}"
     if COINCODEX.is_file():
         return load_real_prices(), f"real: {COINCODEX.name}"
+    if os.environ.get("SEQLAB_BENCH_REQUIRE_REAL") == "1":
+        raise SystemExit(f"no real prices: SEQLAB_BENCH_PRICES is unset and {COINCODEX} is "
+                         "missing (SEQLAB_BENCH_REQUIRE_REAL=1 refuses the synthetic sample)")
     return generate_sample_prices(), "generated: seqlab's synthetic sample (ETH-SYNTHETIC)"
 
 

@@ -75,10 +75,16 @@ def read_work(folder: Path) -> dict:
 
 
 def train_work(folder: Path, results: Path, *, pack_mode: str = "fused", pack_size: int = 0,
-               deadline_s: float | None = None, log: Callable[[str], None] = print) -> dict:
+               deadline_s: float | None = None, log: Callable[[str], None] = print,
+               estimate_s: Callable[[list[RunRequest]], float] | None = None,
+               on_pack: Callable[[dict], None] | None = None) -> dict:
     """Train the folder's requests not yet in ``results``, pack by pack, on this machine.
 
-    ``pack_size`` 0 trains one pack per cell. Returns counts and the stop reason, if any.
+    ``pack_size`` 0 trains one pack per cell. With ``deadline_s`` no pack starts that would
+    end after it: by ``estimate_s(pack)`` (seconds, e.g. from measured epoch times) when
+    given, else by the slowest pack so far per config (the first pack then always starts).
+    ``on_pack`` gets the summary after each pack's results are written (to copy them away).
+    Returns counts and the stop reason, if any.
     """
     check_pack_mode(pack_mode)
     started = time.perf_counter()
@@ -103,8 +109,10 @@ def train_work(folder: Path, results: Path, *, pack_mode: str = "fused", pack_si
     per_config = None
     for pack in packs:
         elapsed = time.perf_counter() - started
-        if deadline_s is not None and per_config and elapsed + per_config * len(pack) > deadline_s:
-            summary["stopped"] = f"the next pack of {len(pack)} would end after {deadline_s:.0f} s"
+        expected = max(estimate_s(pack) if estimate_s else 0.0, (per_config or 0.0) * len(pack))
+        if deadline_s is not None and (estimate_s or per_config) and elapsed + expected > deadline_s:
+            summary["stopped"] = (f"the next pack of {len(pack)} would end after {deadline_s:.0f} s "
+                                  f"(at {elapsed:.0f} s, expected to take {expected:.0f} s)")
             break
         begun = time.perf_counter()
         outcomes = train_placed_pack(pack, pack_mode)
@@ -118,6 +126,8 @@ def train_work(folder: Path, results: Path, *, pack_mode: str = "fused", pack_si
         summary["left"] -= len(pack)
         log(f"pack of {len(pack)} ({pack[0].config.cell}…): {len(pack) - failed} trained, "
             f"{failed} failed, {time.perf_counter() - begun:.1f}s")
+        if on_pack is not None:
+            on_pack({**summary, "seconds": round(time.perf_counter() - started, 1)})
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
 
