@@ -117,3 +117,17 @@ def test_the_far_side_needs_neither_duckdb_nor_prefect(ingested, tmp_path):
     assert finished.returncode == 0, finished.stderr[-3000:]
     done = import_results(settings, tmp_path / "carry", tmp_path / "results")
     assert (done.trained, done.failed) == (4, 0)
+
+
+def test_an_estimate_keeps_even_the_first_pack_from_starting(ingested, tmp_path):
+    """With the measured epoch time's estimate, no pack starts that would end after the
+    deadline, the first one included; each finished pack is handed over at once."""
+    settings = _settings(ingested, tmp_path / "here")
+    export_work(resolve_spec(GRID), settings, tmp_path / "carry", symbol=SYNTHETIC_SYMBOL)
+    none = train_work(tmp_path / "carry", tmp_path / "results", deadline_s=60.0,
+                      estimate_s=lambda pack: 1e6, log=lambda line: None)
+    assert (none["trained"], none["left"]) == (0, 4) and "expected to take" in none["stopped"]
+    handed: list[dict] = []
+    done = train_work(tmp_path / "carry", tmp_path / "results", deadline_s=3600.0,
+                      estimate_s=lambda pack: 1.0, on_pack=handed.append, log=lambda line: None)
+    assert done["left"] == 0 and [h["trained"] for h in handed] == [2, 4]
