@@ -13,12 +13,13 @@
 #       packs until SESSION_DEADLINE_S (default 570 s after the start) less a copy margin: no
 #       pack starts that its cell's measured epoch time says cannot finish, and each finished
 #       pack's four Parquet files and study.json are copied to $OUT at once.
-# Here, between the calls, with the files that came back:
-#   benchmarks/gpu_session.sh bring-back FILES_AT     # into .gpu/results (carried next time)
-# On the GPU, call 2, the same command (SESSION_DEADLINE_S for what is left of the loan):
-#   SESSION_DEADLINE_S=170 benchmarks/gpu_session.sh
+# On the GPU, call 2 at once while the machine is warm (a fresh start costs minutes, and none
+# starts with under 4 minutes left), the same command with what is left of the loan:
+#   SESSION_DEADLINE_S=<budget_left_s - 40> benchmarks/gpu_session.sh
 #       the proof is skipped once done (found in /tmp on a warm machine or in .gpu/results),
 #       the study resumes from the results kept on the machine or carried back in.
+# Here, after each call, with the files that came back (a later loan resumes from them):
+#   benchmarks/gpu_session.sh bring-back FILES_AT     # into .gpu/results (carried next time)
 # Here, after the last call: bring-back, then
 #   python benchmarks/gpu_study.py import --warehouse W --dir .gpu/study --results .gpu/results
 #
@@ -56,6 +57,7 @@ session() {  # one GPU call: proof unless done, then the study to the deadline
   local STATE=${SEQLAB_GPU_STATE:-/tmp/seqlab-gpu}  # on the GPU machine: kept while it is warm
   mkdir -p "$OUT" "$STATE"
   exec > >(tee -a "$OUT/session.log") 2>&1
+  if [ -d "$STATE/site" ]; then export PYTHONPATH=$PYTHONPATH:$STATE/site; fi  # a warm machine
   if ! $PY -c "import polars, pydantic" 2>/dev/null; then
     ls .whl/*.whl >/dev/null 2>&1 || { echo "no polars/pydantic and no .whl/ wheels"; exit 2; }
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
