@@ -54,6 +54,7 @@ class EnvironmentSettings(BaseModel):
     cuda_tf32: bool = True
     fused_block_b: PositiveCount | None = None
     fused_warps: PositiveCount | None = None
+    fused_stages: PositiveCount | None = None
 
     @field_validator("query_memory_limit")
     @classmethod
