@@ -58,11 +58,13 @@ from seqlab.engine import TrainConfig, train_config  # noqa: E402
 from seqlab.engine.batched import batchable_key, train_pack_batched  # noqa: E402
 from seqlab.engine.fused import train_pack_fused  # noqa: E402
 from seqlab.engine.graphed import train_config_graphed  # noqa: E402
-from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack  # noqa: E402
-from seqlab.features import build_features  # noqa: E402
-from seqlab.grid import PRESETS, build_grid  # noqa: E402
+from seqlab.engine.pack_plan import choose_pack_size, plan_packs  # noqa: E402
+from seqlab.engine.stream_pack import train_pack  # noqa: E402
+from seqlab.features.windows import build_features  # noqa: E402
+from seqlab.grid import PRESETS  # noqa: E402
 from seqlab.grid.plan import estimate_member_bytes  # noqa: E402
-from seqlab.models import StackedRNN  # noqa: E402
+from seqlab.grid.requests import build_grid  # noqa: E402
+from seqlab.models.rnn import StackedRNN  # noqa: E402
 
 BATCHED_ARCHS = [("lstm", 1, "none"), ("lstm", 4, "layer")]
 CORRECTNESS = [{"cell": "lstm", "depth": 1, "norm": "none"},

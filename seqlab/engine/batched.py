@@ -1,6 +1,6 @@
 """Batched-weights packing: K same-architecture configs trained as one model with a K axis.
 
-Stream packing (:mod:`seqlab.engine.packing`) overlaps K small graphs; here K configs
+Stream packing (:mod:`seqlab.engine.stream_pack`) overlaps K small graphs; here K configs
 that share an architecture become one :class:`BatchedStackedRNN` whose parameters carry a
 leading K dimension, so every kernel (input projection, recurrent ``baddbmm``, norms,
 head, Adam) does all K models' work in one launch.
@@ -34,14 +34,14 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from seqlab.engine.config import TrainConfig
-from seqlab.engine.graphed import (
+from seqlab.engine.captured import (
     DeviceData,
     capture_blocker,
     make_capturable_optimizer,
 )
+from seqlab.engine.config import TrainConfig
 from seqlab.engine.lockstep import LockstepRun, member_mse, prepared_run, train_members
-from seqlab.engine.packing import PackEpochCallback, pack_key
+from seqlab.engine.pack_plan import PackEpochCallback, pack_key
 from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
 from seqlab.engine.result import TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model

@@ -29,13 +29,14 @@ from pathlib import Path
 import polars as pl
 import torch
 
+from seqlab.engine.captured import DeviceData, make_capturable_optimizer
 from seqlab.engine.config import TrainConfig
-from seqlab.engine.graphed import DeviceData, make_capturable_optimizer
 from seqlab.engine.lockstep import LockstepRun, prepared_run, train_members
-from seqlab.engine.packing import PackEpochCallback, pack_key, train_pack
+from seqlab.engine.pack_plan import PackEpochCallback, pack_key
 from seqlab.engine.recording import EVAL_CHUNK, RunHistory, assemble_result
 from seqlab.engine.result import TrainResult
 from seqlab.engine.runtime import configure_determinism, resolve_device, seeded_model
+from seqlab.engine.stream_pack import train_pack
 from seqlab.engine.train import folds_single_window
 from seqlab.features.windows import FeatureData, build_features
 from seqlab.models import triton_rnn
@@ -169,7 +170,7 @@ def train_pack_fused(
 ) -> list[TrainResult]:
     """Train configs as one fused pack; one :class:`TrainResult` each, in the given order.
 
-    Falls back to :func:`seqlab.engine.packing.train_pack` (stream packs on CUDA, one after
+    Falls back to :func:`seqlab.engine.stream_pack.train_pack` (stream packs on CUDA, one after
     another elsewhere) when :func:`fused_blocker` refuses, recording the reason.
     """
     configs = list(configs)

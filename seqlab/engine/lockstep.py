@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from seqlab.engine.captured import CapturedRun, CaptureError
 from seqlab.engine.config import TrainConfig
-from seqlab.engine.graphed import CapturedRun, CaptureError
 from seqlab.engine.recording import RunHistory
 from seqlab.engine.result import EpochRecord
 from seqlab.engine.train import batch_orders, batch_plan, folds_single_window

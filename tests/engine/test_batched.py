@@ -10,10 +10,9 @@ import torch
 
 from seqlab.engine import TrainConfig, load_checkpoint, train_config
 from seqlab.engine.batched import batchable_key, train_pack_batched
-from seqlab.engine.packing import pack_key, plan_packs
-from seqlab.models import StackedRNN
+from seqlab.engine.pack_plan import pack_key, plan_packs
 from seqlab.models.batched import BatchedStackedRNN
-from seqlab.models.rnn import CELLS, NORMS, ModelConfig
+from seqlab.models.rnn import CELLS, NORMS, ModelConfig, StackedRNN
 from tests.engine.test_graphed import CUDA_CASES  # the same cases as the graphed engine's
 
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
@@ -229,8 +228,8 @@ def test_captured_batched_matches_eager_on_cuda(recent_prices, case, tf32, rtol,
 def test_captured_batched_matches_eager_batched_on_cuda(recent_prices):
     """The graph replays the same static-buffer steps the uncaptured run takes."""
     from seqlab.engine.batched import BatchedRun
-    from seqlab.engine.graphed import DeviceData
-    from seqlab.features import build_features
+    from seqlab.engine.captured import DeviceData
+    from seqlab.features.windows import build_features
 
     configs = [TrainConfig(**{**TINY, "device": "cuda", "epochs": 3, "seed": s,
                               "cell": "gru", "norm": "batch", "grad_clip": 0.5}) for s in (0, 1)]

@@ -10,19 +10,15 @@ import pytest
 import torch
 
 from seqlab.engine import TrainConfig, make_optimizer, predict_scaled, train_config, train_one_epoch
+from seqlab.engine.captured import DeviceData, capture_blocker
 from seqlab.engine.checkpoint import load_checkpoint, predict_next
-from seqlab.engine.graphed import (
-    DeviceData,
-    GraphedRun,
-    capture_blocker,
-    train_config_graphed,
-    train_on_device,
-)
-from seqlab.engine.packing import choose_pack_size, plan_packs, train_pack
+from seqlab.engine.graphed import GraphedRun, train_config_graphed, train_on_device
+from seqlab.engine.pack_plan import choose_pack_size, plan_packs
 from seqlab.engine.recording import RunHistory, assemble_result
 from seqlab.engine.runtime import configure_determinism
-from seqlab.features import build_features
-from seqlab.models import StackedRNN
+from seqlab.engine.stream_pack import train_pack
+from seqlab.features.windows import build_features
+from seqlab.models.rnn import StackedRNN
 
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
 TIMING_FIELDS = {"seconds", "epoch_seconds", "checkpoint_path", "determinism"}

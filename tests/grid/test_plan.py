@@ -120,12 +120,12 @@ def test_pack_outcomes_equal_runs_alone_on_cpu(prices_file):
 
 
 def test_failed_pack_trains_each_member_alone(prices_file, monkeypatch):
-    import seqlab.engine.packing as packing
+    import seqlab.engine.stream_pack as stream_pack
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(packing, "train_pack", out_of_memory)
+    monkeypatch.setattr(stream_pack, "train_pack", out_of_memory)
     folder, path = prices_file
     configs = [TrainConfig(cell="gru", seed=s, device="cpu", **SMALL) for s in (0, 1)]
     (pack,) = plan_request_packs(requests_for(configs, str(folder), str(path)), 8)
