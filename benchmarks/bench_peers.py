@@ -52,8 +52,8 @@ from bench_train import MALLOC_ENV, load_prices, run_reference_epoch  # noqa: E4
 
 from seqlab.engine import make_optimizer, resolve_device, train_one_epoch, tune_malloc  # noqa: E402
 from seqlab.engine.config import TrainConfig  # noqa: E402
-from seqlab.features import FeatureSpec, build_features  # noqa: E402
-from seqlab.models import StackedRNN  # noqa: E402
+from seqlab.features.windows import FeatureSpec, build_features  # noqa: E402
+from seqlab.models.rnn import StackedRNN  # noqa: E402
 
 PEERS = ("darts", "neuralforecast")
 CONTENDERS = ("engine", "plain torch", "darts", "neuralforecast")

@@ -42,8 +42,8 @@ from bench_data import load_prices  # noqa: E402
 
 from seqlab.engine import make_optimizer, resolve_device, train_one_epoch, tune_malloc  # noqa: E402
 from seqlab.engine.config import TrainConfig  # noqa: E402
-from seqlab.features import FeatureSpec, build_features  # noqa: E402
-from seqlab.models import ModelConfig, StackedRNN  # noqa: E402
+from seqlab.features.windows import FeatureSpec, build_features  # noqa: E402
+from seqlab.models.rnn import ModelConfig, StackedRNN  # noqa: E402
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 

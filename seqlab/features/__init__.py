@@ -1,20 +1,6 @@
-"""Feature sets, train-only scaling and sliding windows (pure polars/numpy)."""
+"""Features, pure polars/numpy, one module each (imported by name; this package loads none):
 
-from __future__ import annotations
-
-from seqlab.features.scaling import SCALER_KINDS, ScalerParams, fit_scaler
-from seqlab.features.sets import FEATURE_SETS, TARGET_COLUMN, select_feature_columns
-from seqlab.features.windows import FeatureData, FeatureSpec, build_features, build_latest_window
-
-__all__ = [
-    "FEATURE_SETS",
-    "SCALER_KINDS",
-    "TARGET_COLUMN",
-    "FeatureData",
-    "FeatureSpec",
-    "ScalerParams",
-    "build_features",
-    "build_latest_window",
-    "fit_scaler",
-    "select_feature_columns",
-]
+- ``sets``: named feature sets, which price columns a model sees (no polars needed to check a name);
+- ``scaling``: scalers fitted on train rows only;
+- ``windows``: sliding windows, chronological splits and the latest window to forecast from.
+"""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import polars as pl
+from seqlab.schemas.columns import PRICE_COLUMNS
 
-from seqlab.schemas.canonical import PRICE_COLUMNS
+if TYPE_CHECKING:  # the selectors only read a frame: the names check without polars
+    import polars as pl
 
 TARGET_COLUMN = "close"
 
-FeatureSelector = Callable[[pl.DataFrame], list[str]]
+FeatureSelector = Callable[["pl.DataFrame"], list[str]]
 
 
 def _has_values(prices: pl.DataFrame, column: str) -> bool:

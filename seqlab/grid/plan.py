@@ -1,7 +1,7 @@
 """Where a grid's runs train: which run together as a pack, how many at once, on which device.
 
 A pack is a list of run requests trained in lock-step by one task (see
-``seqlab.engine.packing`` for the ``streams`` mode, ``seqlab.engine.batched`` for
+``seqlab.engine.stream_pack`` for the ``streams`` mode, ``seqlab.engine.batched`` for
 ``batched``, ``seqlab.engine.fused`` for ``fused``); every member is still stored as its own run. On a CPU host packs bring
 nothing, so the automatic size there is 1. Devices: GPUs round-robin with slots, else CPU.
 """
@@ -18,18 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqlab.engine.config import TrainConfig
-from seqlab.engine.packing import MAX_STREAM_PACK, choose_pack_size, pack_key, plan_packs
+from seqlab.engine.pack_plan import MAX_STREAM_PACK, choose_pack_size, pack_key, plan_packs
 from seqlab.engine.recording import EVAL_CHUNK
+from seqlab.grid.dispatch import check_pack_mode
 from seqlab.grid.requests import RunRequest
-from seqlab.models.rnn import GATES
+from seqlab.models.cells import GATES
 
-PACK_MODES = ("streams", "batched", "fused")
 _SAFETY = 2.0  # graph pools, allocator rounding and cuDNN workspaces on top of the tensors
-
-
-def check_pack_mode(mode: str) -> None:
-    if mode not in PACK_MODES:
-        raise ValueError(f"unknown pack_mode {mode!r}; allowed: {', '.join(PACK_MODES)}")
 
 
 def group_key(config: TrainConfig, mode: str) -> tuple:

@@ -1,4 +1,4 @@
-"""Run identity and run requests: one typed TrainConfig per request, from plan to store.
+"""Run identity and run requests: a spec's configs, one typed TrainConfig per request.
 
 A run is keyed by (config, data_version, code_version, symbol): the same config trained on
 the same prices by the same code is the same run, and its stored result is reused.
@@ -7,6 +7,7 @@ the same prices by the same code is the same run, and its stored result is reuse
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import seqlab
 from seqlab.engine.config import TrainConfig
 from seqlab.engine.result import TrainResult
+from seqlab.grid.spec import GridSpec, validate_spec
 
 # The code whose change changes what a run computes.
 _CODE_PACKAGES = ("engine", "models", "features")
@@ -28,6 +30,21 @@ def code_version() -> str:
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def build_grid(spec: GridSpec) -> list[TrainConfig]:
+    """Expand a spec into one TrainConfig per combination, in a stable order."""
+    validate_spec(spec)
+    return [
+        TrainConfig(
+            cell=cell, depth=depth, norm=norm, feature_set=feature_set, seed=seed,
+            epochs=spec.epochs, lookback=spec.lookback, hidden=spec.hidden,
+            batch_size=spec.batch_size, lr=spec.lr, val_fraction=spec.val_fraction,
+        )
+        for cell, depth, norm, feature_set, seed in itertools.product(
+            spec.cells, spec.depths, spec.norms, spec.feature_sets, spec.seeds
+        )
+    ]
 
 
 def run_id(config: TrainConfig, *, data_version: str, code: str, symbol: str) -> str:

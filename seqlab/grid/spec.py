@@ -1,21 +1,22 @@
-"""Grid specs: the one definition of every grid setting, presets, and the configs a grid expands to.
+"""Grid specs: the one definition of every grid setting and the presets.
 
-Checked before anything runs: every refusal is a GridError naming the allowed values.
+Checked before anything runs: every refusal is a GridError naming the allowed values. This
+module loads neither torch nor polars, so a refused setting answers in a fraction of a
+second; the configs a spec expands to are built in ``seqlab.grid.requests``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import get_type_hints
 
 from pydantic import ConfigDict, create_model
 
-from seqlab.engine.config import TrainConfig
 from seqlab.features.sets import FEATURE_SETS
-from seqlab.models.rnn import CELLS, NORMS
+from seqlab.models.cells import CELL_NAMES, NORMS
 
 MAX_DEPTH = 8
 MAX_VAL_FRACTION = 0.5
@@ -45,9 +46,17 @@ class GridSpec:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @property
+    def n_configs(self) -> int:
+        """How many configs the grid expands to (one per combination)."""
+        return math.prod(len(getattr(self, name)) for name in _AXES)
+
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
+
+# The settings a grid takes every combination of.
+_AXES = ("cells", "depths", "norms", "feature_sets", "seeds")
 
 PRESETS: dict[str, GridSpec] = {
     # Small enough for 2 CPU cores in a few minutes: the `make run` default.
@@ -116,7 +125,7 @@ def _check_positive(name: str, value, upper=None) -> None:
 
 def validate_spec(spec: GridSpec) -> None:
     """Refuse a grid before anything runs; every message names the allowed values."""
-    _check_members("cells", spec.cells, tuple(CELLS))
+    _check_members("cells", spec.cells, CELL_NAMES)
     _check_members("norms", spec.norms, NORMS)
     _check_members("feature_sets", spec.feature_sets, tuple(FEATURE_SETS))
     _check_members("depths", spec.depths, range(1, MAX_DEPTH + 1))
@@ -127,7 +136,7 @@ def validate_spec(spec: GridSpec) -> None:
     _check_positive("lr", spec.lr, upper=1.0)
     if isinstance(spec.val_fraction, bool) or not 0.0 <= spec.val_fraction <= MAX_VAL_FRACTION:
         raise GridError(f"val_fraction must be in [0, {MAX_VAL_FRACTION}], got {spec.val_fraction!r}")
-    for name in ("cells", "depths", "norms", "feature_sets", "seeds"):
+    for name in _AXES:
         values = getattr(spec, name)
         if len(set(values)) != len(values):
             raise GridError(f"{name} has duplicates: {list(values)}")
@@ -145,26 +154,3 @@ def check_spec_fits_data(spec: GridSpec, n_days: int, test_fraction: float = 0.2
             f"lookback {spec.lookback} is too long for {n_days} days of prices "
             f"({train_days} train days); allowed: lookback <= {longest}"
         )
-
-
-def build_grid(spec: GridSpec) -> list[TrainConfig]:
-    """Expand a spec into one TrainConfig per combination, in a stable order."""
-    validate_spec(spec)
-    return [
-        TrainConfig(
-            cell=cell, depth=depth, norm=norm, feature_set=feature_set, seed=seed,
-            epochs=spec.epochs, lookback=spec.lookback, hidden=spec.hidden,
-            batch_size=spec.batch_size, lr=spec.lr, val_fraction=spec.val_fraction,
-        )
-        for cell, depth, norm, feature_set, seed in itertools.product(
-            spec.cells, spec.depths, spec.norms, spec.feature_sets, spec.seeds
-        )
-    ]
-
-
-def split_shards(items: list, shard_count: int) -> list[list]:
-    """Deal items round-robin into at most ``shard_count`` non-empty shards."""
-    if shard_count < 1:
-        raise GridError(f"shard count must be >= 1, got {shard_count}")
-    shards = [items[i::shard_count] for i in range(min(shard_count, len(items)))]
-    return [s for s in shards if s]

@@ -169,11 +169,6 @@ class GRULayer(torch.autograd.Function):
 LAYER_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {"rnn": TanhRNNLayer, "gru": GRULayer}
 
 
-def recurrent_layer(cell: str, x: torch.Tensor, w_ih, w_hh, b_ih, b_hh) -> torch.Tensor:  # noqa: ANN001
-    """One recurrent layer over batch-first ``x`` (B, T, F) from zero state -> (B, T, H)."""
-    return LAYER_FUNCTIONS[cell].apply(x.permute(1, 2, 0), w_ih, w_hh, b_ih, b_hh).permute(2, 0, 1)
-
-
 def fast_path_supported(model: StackedRNN) -> bool:
     """Whether ``fast_forward`` computes ``model.forward`` exactly for this model."""
     config = model.config

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from seqlab.models.cells import CELL_NAMES, GATES, NORMS
+
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-NORMS: tuple[str, ...] = ("none", "batch", "layer")
-# Gate blocks stacked in torch's weight_ih/weight_hh per cell (memory estimates, batched packs).
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+assert tuple(CELLS) == CELL_NAMES  # one list of cells: the names a grid may ask for
+__all__ = ["CELLS", "GATES", "NORMS", "ModelConfig", "StackedRNN", "count_parameters"]
 
 
 @dataclass(frozen=True)

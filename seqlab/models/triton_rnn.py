@@ -26,6 +26,7 @@ import os
 
 import torch
 
+from seqlab.models.cells import GATES
 from seqlab.models.recurrence import tf32_enabled
 
 try:
@@ -34,7 +35,6 @@ try:
 except Exception:  # a missing or broken install: triton_missing() says why
     triton = tl = None
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CELL_CODES = {"rnn": 0, "gru": 1, "lstm": 2}
 SAVED = {"rnn": 0, "gru": 4, "lstm": 5}  # saved blocks of H per step
 # Above 64 a program's recurrent weights outgrow on-chip memory: compiled for sm_90, hidden

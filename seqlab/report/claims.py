@@ -27,6 +27,8 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 
+from seqlab.models.cells import CELL_NAMES as CELLS
+from seqlab.models.cells import NORMS
 from seqlab.report.dynamics import DEFINITIONS, curves, run_dynamics_frame
 from seqlab.report.protocol import (
     CLAIM_DEPTH,
@@ -58,8 +60,6 @@ __all__ = ["SHORT_NAMES", "STATEMENTS", "Claim", "ClaimInputs", "Comparison", "e
 
 FACTORS = ("cell", "depth", "norm", "feature_set")
 USABLE = ("ok", "diverged")
-CELLS = ("rnn", "lstm", "gru")
-NORMS = ("none", "batch", "layer")
 MARGIN = math.log(EQUIVALENCE_RATIO)
 
 METHOD = {

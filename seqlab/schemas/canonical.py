@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "market_cap")
-# Kept from sources that report it: traded volume in the base currency (ETH). ``volume``
-# is always quote-currency (USD) volume; a source giving only base volume leaves it NULL
-# rather than inventing a USD figure.
-EXTRA_COLUMNS: tuple[str, ...] = ("volume_base",)
-CANONICAL_COLUMNS: tuple[str, ...] = ("symbol", "date", *PRICE_COLUMNS, *EXTRA_COLUMNS)
+from seqlab.schemas.columns import CANONICAL_COLUMNS, EXTRA_COLUMNS, PRICE_COLUMNS
+
+__all__ = ["CANONICAL_COLUMNS", "CANONICAL_SCHEMA", "EXTRA_COLUMNS", "PARSED_SCHEMA",
+           "PRICE_COLUMNS", "PROVENANCE_SCHEMA", "REJECT_SCHEMA"]
 
 CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
@@ -33,7 +31,3 @@ REJECT_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.String(),
     "detail": pl.String(),
 }
-
-
-def empty_rejects() -> pl.DataFrame:
-    return pl.DataFrame(schema=REJECT_SCHEMA)

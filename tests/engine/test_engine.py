@@ -23,8 +23,8 @@ from seqlab.engine import (
     tune_malloc,
 )
 from seqlab.engine.train import batch_plan, folds_single_window
-from seqlab.features import build_features
-from seqlab.models import StackedRNN
+from seqlab.features.windows import build_features
+from seqlab.models.rnn import StackedRNN
 
 TINY = {"hidden": 8, "lookback": 10, "batch_size": 32, "device": "cpu"}
 
@@ -102,7 +102,7 @@ def test_seeded_models_are_the_same_in_concurrent_threads():
     from concurrent.futures import ThreadPoolExecutor
 
     from seqlab.engine.runtime import seeded_model
-    from seqlab.models import ModelConfig
+    from seqlab.models.rnn import ModelConfig
 
     config, cpu = ModelConfig(cell="gru", depth=2, hidden=16, norm="layer"), torch.device("cpu")
     expected = {seed: seeded_model(config, seed, cpu).state_dict() for seed in range(6)}

@@ -8,14 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from seqlab.features import (
-    FeatureSpec,
-    ScalerParams,
-    build_features,
-    build_latest_window,
-    fit_scaler,
-    select_feature_columns,
-)
+from seqlab.features.scaling import ScalerParams, fit_scaler
+from seqlab.features.sets import select_feature_columns
+from seqlab.features.windows import FeatureSpec, build_features, build_latest_window
 from seqlab.schemas.canonical import PRICE_COLUMNS
 
 

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from seqlab.grid.spec import (
-    PRESETS,
-    GridError,
-    GridParams,
-    build_grid,
-    check_spec_fits_data,
-    resolve_spec,
-    split_shards,
-)
+from seqlab.grid.dispatch import split_shards
+from seqlab.grid.requests import build_grid
+from seqlab.grid.spec import PRESETS, GridError, GridParams, check_spec_fits_data, resolve_spec
 
 
 def test_study_preset_is_the_reference_study():
     configs = build_grid(PRESETS["study"])
-    assert len(configs) == 3 * 4 * 3 * 2 * 3 == 216
+    assert len(configs) == PRESETS["study"].n_configs == 3 * 4 * 3 * 2 * 3 == 216
     assert {c.cell for c in configs} == {"rnn", "lstm", "gru"}
     assert {c.depth for c in configs} == {1, 2, 3, 4}
     assert {c.norm for c in configs} == {"none", "batch", "layer"}
@@ -74,3 +68,18 @@ def test_shards_cover_every_item_once():
     assert split_shards(items[:2], 5) == [[0], [1]]
     with pytest.raises(GridError):
         split_shards(items, 0)
+
+
+def test_checking_a_grid_loads_neither_torch_nor_polars():
+    """A refused setting answers before anything heavy loads (the CLI checks with this module)."""
+    import subprocess
+    import sys
+
+    program = ("import sys\n"
+               "from seqlab.grid.dispatch import PACK_MODES\n"
+               "from seqlab.grid.spec import GridParams, resolve_spec\n"
+               "resolve_spec(GridParams(preset='study'))\n"
+               "print(sorted({'torch', 'polars', 'numpy', 'duckdb'} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

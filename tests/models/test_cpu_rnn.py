@@ -8,18 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqlab.features import FeatureSpec, build_features
-from seqlab.models import ModelConfig, StackedRNN
+from seqlab.features.windows import FeatureSpec, build_features
 from seqlab.models.cpu_rnn import (
     FAST_CELLS,
     HAND_WRITTEN_CELLS,
+    LAYER_FUNCTIONS,
     fast_forward,
     fast_path_label,
     fast_path_supported,
-    recurrent_layer,
 )
+from seqlab.models.rnn import ModelConfig, StackedRNN
 
 MODULES = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU}
+
+
+def recurrent_layer(cell: str, x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    """One hand-written layer over batch-first ``x`` (B, T, F) from zero state -> (B, T, H)."""
+    return LAYER_FUNCTIONS[cell].apply(x.permute(1, 2, 0), *weights).permute(2, 0, 1)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

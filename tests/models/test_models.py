@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab.models import CELLS, NORMS, ModelConfig, StackedRNN, count_parameters
+from seqlab.models.rnn import CELLS, NORMS, ModelConfig, StackedRNN, count_parameters
 
 B, T, F, H = 8, 12, 3, 16
 

@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 import torch
 
-from seqlab.grid import GridParams, build_grid, resolve_spec
+from seqlab.grid import GridParams, resolve_spec
 from seqlab.grid.execute import train_request
-from seqlab.grid.requests import code_version, plan_requests
+from seqlab.grid.requests import build_grid, code_version, plan_requests
 from seqlab.grid.results import outcome_frames
 from seqlab.report.content import assemble_content
 from seqlab.report.dynamics import run_dynamics_frame
@@ -35,9 +35,9 @@ from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.runners.report import build_report
 from seqlab.warehouse import WarehouseMissing, WarehouseQueryError, current_data_version, query
 from seqlab.warehouse.clock import utc_now
-from seqlab.warehouse.reports import load_report_inputs, load_reports
+from seqlab.warehouse.reports import load_report_inputs
 from seqlab.warehouse.runs import finish_grid, start_grid, store_run_results
-from tests.conftest import COINCODEX
+from tests.conftest import COINCODEX, recorded_reports
 
 GRID = GridParams(preset="tiny", cells=["rnn", "gru"], depths=[1, 2], norms=["none", "layer"],
                   feature_sets=["close"], seeds=[0, 1], epochs=6, hidden=8, batch_size=256)
@@ -309,7 +309,7 @@ def test_each_build_is_recorded_and_a_rebuild_says_the_same(grid, tmp_path) -> N
     warehouse, grid_id, built = grid
     again = build_report(warehouse, grid_id=grid_id, out_dir=tmp_path / "again")
     assert again.claims == built.claims
-    reports = load_reports(warehouse, grid_id)
+    reports = recorded_reports(warehouse, grid_id)
     assert {built.report_id, again.report_id} <= set(reports["report_id"])
     latest = query(warehouse, f"SELECT DISTINCT report_id FROM claims WHERE grid_id = '{grid_id}'")
     assert latest["report_id"].to_list() == [again.report_id]
