@@ -31,7 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from seqlab.config import Settings  # noqa: E402
-from seqlab.grid.carried import export_work, import_results, train_work  # noqa: E402
+from seqlab.grid.carried import train_work  # noqa: E402
+from seqlab.runners.carried import export_work, import_results  # noqa: E402
 
 
 def _spec(args):

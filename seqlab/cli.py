@@ -87,13 +87,12 @@ def ingest(
 ) -> None:
     """Parse, validate and store a price CSV; bad rows are quarantined with their reason."""
     from seqlab.ingest.sources import SourceError, read_sources
-    from seqlab.runners.ingest import IngestOptions, ingest_raw
+    from seqlab.runners.ingest import ingest_raw
     from seqlab.warehouse import WarehouseError
 
     settings = Settings.from_env(warehouse, out)
     try:
-        options = IngestOptions.from_settings(settings, symbol,
-                                              allow_private_urls=allow_private_urls or None)
+        options = _ingest_options(settings, symbol, allow_private_urls)
         raws = read_sources(source, options.sources)
     except (SourceError, ValueError) as exc:
         _fail(str(exc))
@@ -144,8 +143,16 @@ def _print_ingest(summary) -> None:
     typer.echo("\n  ".join([source, *details]))
 
 
-def _list(text: str | None, cast=str) -> list | None:
-    return None if text is None else [cast(v.strip()) for v in text.split(",") if v.strip()]
+def _list(text: str | None, flag: str, cast=str) -> list | None:
+    """A comma-separated list option; a value that is not of its type is refused naming the flag."""
+    if text is None:
+        return None
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    try:
+        return [cast(v) for v in values]
+    except ValueError:
+        kind = "integers" if cast is int else "values"
+        _fail(f"{flag} takes comma-separated {kind} (e.g. {flag} 0,1,2), got {text!r}")
 
 
 @app.command()
@@ -180,8 +187,8 @@ def train(
     reused unless --force.
     """
     from seqlab.engine import TrainConfig, tune_malloc
-    from seqlab.grid.run import train_single
     from seqlab.grid.spec import GridError
+    from seqlab.runners.grid import train_single
     from seqlab.warehouse import WarehouseError
     from seqlab.warehouse.gate import GateClosed
 
@@ -255,10 +262,10 @@ def _epoch_printer(epochs: int):
 
 def _ingest_quietly(source: str, symbol: str, settings: Settings) -> None:
     from seqlab.ingest.sources import SourceError
-    from seqlab.runners.ingest import IngestOptions, ingest_source
+    from seqlab.runners.ingest import ingest_source
 
     try:
-        options = IngestOptions.from_settings(settings, symbol)
+        options = _ingest_options(settings, symbol)
         for summary in ingest_source(source, options):
             typer.echo(f"ingested {summary.source}: {summary.rows_valid} valid, "
                        f"{summary.rows_quarantined} quarantined", err=True)
@@ -279,7 +286,7 @@ def predict(
     """Forecast the next day's close from the latest stored prices with a trained model."""
     from seqlab.engine import predict_next
     from seqlab.warehouse import WarehouseError, load_prices
-    from seqlab.warehouse.runs import best_validated_run, load_run_checkpoint
+    from seqlab.warehouse.runs import best_validated_run, load_run_checkpoint, symbols_with_runs
 
     settings = Settings.from_env(warehouse, None)
     path, run_id, recorded = Path(model), None, None
@@ -287,8 +294,10 @@ def predict(
         if model == "best":
             best = best_validated_run(settings.warehouse, symbol)
             if best is None:
-                _fail(f"no validated run of {symbol} in a grid of {settings.warehouse}; "
-                      "run `seqlab run` first")
+                others = symbols_with_runs(settings.warehouse)
+                hint = (f"grids here are of {', '.join(others)} (--symbol)" if others
+                        else f"run `{_seqlab_command()} run` first")
+                _fail(f"no validated run of {symbol} in a grid of {settings.warehouse}; {hint}")
             model = run_id = best[0]
         if model == run_id or not path.exists():
             found = load_run_checkpoint(settings.warehouse, model)
@@ -437,7 +446,9 @@ def validations(
 def report(
     grid_id: Annotated[str | None, typer.Option("--grid-id", metavar="ID", help="Grid to report (default: latest).")] = None,
     warehouse: WarehouseOpt = None,
-    out: OutputOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", metavar="DIR", help="Report folder, seqlab's own or a new one (default: "
+        "reports/<grid_id> under $SEQLAB_OUTPUT_DIR or data/output)")] = None,
 ) -> None:
     """Rebuild the comparison report of a grid from the warehouse alone."""
     from seqlab.runners.report import build_report
@@ -526,82 +537,69 @@ def run(
     Every grid setting is checked first. A grid whose configs are all trained on the same
     data and code already finishes without Prefect and points at its report.
     """
-    import os
     import time
 
     clock = time.perf_counter()
-    _say("checking the grid's settings…")  # before torch loads (2-3 s): the first second speaks
-    from seqlab.grid.spec import GridError, GridParams, build_grid, resolve_spec
+    _say("checking the grid's settings…")
+    # Torch-free: a refused setting answers before anything heavy loads (seqlab.grid.spec).
+    from seqlab.grid.dispatch import PACK_MODES
+    from seqlab.grid.spec import GridError, GridParams, resolve_spec
 
-    settings = Settings.from_env(warehouse, out)
     try:  # refused here, before anything is ingested or any server starts
         grid = GridParams(
-            preset=preset, cells=_list(cells), depths=_list(depths, int), norms=_list(norms),
-            feature_sets=_list(feature_sets if feature_sets is not None else features),
-            seeds=_list(seeds, int), epochs=epochs, lookback=lookback, hidden=hidden,
+            preset=preset, cells=_list(cells, "--cells"), depths=_list(depths, "--depths", int),
+            norms=_list(norms, "--norms"),
+            feature_sets=_list(feature_sets if feature_sets is not None else features,
+                               "--feature-sets"),
+            seeds=_list(seeds, "--seeds", int), epochs=epochs, lookback=lookback, hidden=hidden,
             batch_size=batch_size, lr=lr, val_fraction=val_fraction)
         spec = resolve_spec(grid)
     except (GridError, ValueError) as exc:
         _fail(str(exc))
     if dispatch not in ("local", "pool"):
         _fail(f"unknown dispatch {dispatch!r}; allowed: local, pool")
-    from seqlab.grid.plan import PACK_MODES
-
     if pack_mode not in PACK_MODES:
         _fail(f"unknown pack mode {pack_mode!r}; allowed: {', '.join(PACK_MODES)}")
     if pack_size < 0:
         _fail(f"--pack-size must be >= 0 (0: automatic), got {pack_size}")
-    if allow_private_urls:  # the flows run in this process and read the setting there
-        os.environ["SEQLAB_ALLOW_PRIVATE_URLS"] = "1"
-    _say(f"grid: {len(build_grid(spec))} configs ({preset} preset), {spec.epochs} epochs each")
+    settings = Settings.from_env(warehouse, out)
+    _say(f"grid: {_plural(spec.n_configs, 'config')} ({preset} preset), "
+         f"{_plural(spec.epochs, 'epoch')} each")
+
+    from seqlab.runtime import job
 
     if data is None:
-        from seqlab.sample import write_sample_csv
-
-        data = str(write_sample_csv(settings.output_dir / "sample"))
-        symbol = symbol or "ETH-SYNTHETIC"
+        data, symbol = job.sample_source(settings), symbol or "ETH-SYNTHETIC"
     symbol = symbol or "ETH"
-    plan = _ingest_and_plan(data, symbol, spec, settings, force, allow_private_urls)
-    if plan.to_train == 0:
-        grid_id, report_path = _finish_reused(plan, spec, preset, symbol, settings)
-        _say(f"nothing to train: {plan.reused} reused (grid {grid_id}), "
-             f"{time.perf_counter() - clock:.1f}s")
-        typer.echo(_closing(grid_id, report_path, settings))
-        _exit_now()
-        return
-
-    _say("starting Prefect (an ephemeral local server)…")
-    # An offline machine cannot send telemetry; Prefect's per-task log lines would bury the bar.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # A busy 2-core machine can take longer than Prefect's default to start its local server.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from seqlab.flows.ephemeral import start_watched_server
-    from seqlab.flows.report import build_grid_report
-    from seqlab.flows.train import train_grid
-    from seqlab.warehouse import WarehouseError
-    from seqlab.warehouse.gate import GateClosed
-
-    paths = dict(warehouse=str(settings.warehouse), output_dir=str(settings.output_dir))
-    start_watched_server()  # ends with this process, even on SIGKILL (seqlab.flows.ephemeral)
-    _say(f"Prefect ready ({time.perf_counter() - clock:.0f}s); training")
     try:
-        with _progress_bar(plan.to_train):
-            result = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol,
-                                pack_mode=pack_mode, pack_size=pack_size, **paths)
-        built = result.get("report") or build_grid_report(result["grid_id"], **paths)
-    except (GridError, GateClosed, WarehouseError) as exc:
+        options = _ingest_options(settings, symbol, allow_private_urls)
+        plan = job.ingest_and_plan(data, spec, settings, options, force=force, say=_say)
+        if plan.to_train == 0:
+            grid_id, report_path = job.finish_reused(plan, spec, preset, symbol, settings)
+            _say(f"nothing to train: {plan.reused} reused (grid {grid_id}), "
+                 f"{time.perf_counter() - clock:.1f}s")
+        else:
+            trained = job.train_on_local_prefect(
+                grid, settings, symbol=symbol, dispatch=dispatch, force=force,
+                pack_mode=pack_mode, pack_size=pack_size, to_train=plan.to_train, say=_say)
+            grid_id, report_path = trained.grid["grid_id"], trained.report_path
+            typer.echo(f"grid {grid_id}: {trained.grid['trained']} trained, "
+                       f"{trained.grid['reused']} reused, {trained.grid['failed']} failed")
+    except job.REFUSALS as exc:
         _fail(str(exc))
-    typer.echo(
-        f"grid {result['grid_id']}: {result['trained']} trained, {result['reused']} reused, "
-        f"{result['failed']} failed")
-    typer.echo(_closing(result["grid_id"], built.get("html_path"), settings))
+    typer.echo(_closing(grid_id, report_path, settings))
+    _exit_now()
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _exit_now() -> None:
-    """Exit at once from the console command: tearing down torch's and Great Expectations'
-    modules takes Python 2-3 s here (measured on 2 busy cores), a third of a reused grid's run.
-    Nothing is left to flush or stop on this path (no Prefect server was started)."""
+    """Exit at once from the console command once everything is said: tearing down torch's,
+    Great Expectations' and Prefect's modules (and Prefect's server) takes Python 2-7 s here
+    (measured on 2 busy cores) after the last line. Results and the report are written by
+    then; the local Prefect server is ended by its watchdog when this process ends."""
     import os
 
     if Path(sys.argv[0]).name == "seqlab":  # not inside a test runner calling the app
@@ -615,48 +613,13 @@ def _say(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _ingest_and_plan(data: str, symbol: str, spec, settings: Settings, force: bool,
-                     allow_private_urls: bool):
-    """Ingest, gate and count what the grid would train, without Prefect, saying each step."""
-    from seqlab.grid.run import plan_grid
-    from seqlab.grid.spec import GridError
-    from seqlab.ingest.sources import SourceError
-    from seqlab.runners.ingest import IngestOptions, ingest_source
-    from seqlab.warehouse import WarehouseError
-    from seqlab.warehouse.gate import GateClosed
+def _ingest_options(settings: Settings, symbol: str, allow_private_urls: bool = False):
+    """One ingest's options: the resolved settings and the ``SEQLAB_*`` limits, read here at
+    the command (``--allow-private-urls`` overrides its variable)."""
+    from seqlab.ingest.options import IngestOptions, limits_from_env
 
-    _say(f"ingesting {data} as {symbol}…")
-    try:
-        options = IngestOptions.from_settings(settings, symbol,
-                                              allow_private_urls=allow_private_urls or None)
-        for summary in ingest_source(data, options):
-            _say(f"ingested {summary.rows_valid} rows / {summary.rows_quarantined} quarantined "
-                 f"({summary.source})")
-        plan = plan_grid(spec, settings, symbol=symbol, force=force)
-    except (SourceError, GridError, GateClosed, WarehouseError, ValueError) as exc:
-        _fail(str(exc))
-    _say(f"gate passed: {plan.rows} days, data_version {plan.data_version[:12]}")
-    _say(f"{plan.to_train} configs to train, {plan.reused} reused")
-    return plan
-
-
-def _finish_reused(plan, spec, preset: str, symbol: str, settings: Settings) -> tuple[str, str | None]:
-    """A grid with nothing to train, without Prefect: the earlier grid of these very runs and
-    its report when there is one; otherwise a new grid linking the reused runs, and its report."""
-    from seqlab.grid.run import run_grid
-    from seqlab.runners.report import build_report
-    from seqlab.warehouse import WarehouseError
-
-    if plan.reused_grid and plan.report_path and Path(plan.report_path).is_file():
-        return plan.finished_grid, plan.report_path
-    try:
-        grid_id = plan.finished_grid or run_grid(spec, settings, symbol=symbol, preset=preset).grid_id
-        built = build_report(settings.warehouse, grid_id=grid_id,
-                             out_dir=settings.output_dir / "reports" / grid_id,
-                             timeout_s=settings.lock_timeout_s)
-    except (ValueError, WarehouseError) as exc:
-        _fail(str(exc))
-    return grid_id, str(built.html_path)
+    sources, values = limits_from_env(allow_private_urls or None)
+    return IngestOptions.from_settings(settings, symbol, sources=sources, values=values)
 
 
 def _seqlab_command() -> str:
@@ -679,36 +642,6 @@ def _closing(grid_id: str, report_path: str | None, settings: Settings) -> str:
            f"from report_runs where grid_id = '{grid_id}' order by test_rmse_usd limit 5")
     return (f"report: {report_path}\n"
             f"query:  {_seqlab_command()} query --warehouse {settings.warehouse} \"{sql}\"")
-
-
-class _progress_bar:
-    """A terminal progress bar fed by the grid's progress listener."""
-
-    def __init__(self, total: int | None = None) -> None:
-        self.total = total
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        from seqlab.grid.progress import progress_listener
-
-        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
-                            MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
-        self.task = self.bar.add_task("training configs", total=self.total)
-        self.bar.start()
-
-        def listen(progress, line: str) -> None:
-            self.bar.update(self.task, total=progress.total, completed=progress.done)
-            self.bar.console.print(line, highlight=False)
-
-        self.token = progress_listener.set(listen)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        from seqlab.grid.progress import progress_listener
-
-        progress_listener.reset(self.token)
-        self.bar.stop()
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m seqlab.cli`

@@ -106,3 +106,22 @@ def serve_http(handler) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def run_user_query(path: Path, sql: str, *, timeout_s: float = 10.0):
+    """The whole result of user SQL through the sandbox (``seqlab query``'s door) as a frame."""
+    import polars as pl
+    import pyarrow as pa
+
+    from seqlab.warehouse.sandbox import open_user_query
+
+    with open_user_query(path, sql, lock_timeout_s=timeout_s) as stream:
+        return pl.from_arrow(pa.Table.from_batches(list(stream.batches), schema=stream.schema))
+
+
+def recorded_reports(path: Path, grid_id: str | None = None):
+    """The report builds recorded in ``reports`` (of one grid, or all), oldest first."""
+    from seqlab.warehouse import query
+
+    where = f"WHERE grid_id = '{grid_id}'" if grid_id else ""
+    return query(path, f"SELECT * FROM reports {where} ORDER BY built_at")

@@ -1,8 +1,9 @@
 """The import layers, read from the source with ast (lazy imports inside functions count too).
 
 Core packages (models, features, engine, ingest, schemas, checks, report) are pure: no
-Prefect, no DuckDB, no warehouse. Only warehouse/ talks to DuckDB; only tasks/ and flows/
-touch Prefect; flows wire tasks and never open the warehouse. Each package may import only
+Prefect, no DuckDB, no warehouse. The grid kit (grid/) is what a borrowed GPU runs: torch
+and polars, never the warehouse or DuckDB. Only warehouse/ talks to DuckDB; only tasks/,
+flows/ and the CLI's runtime/ touch Prefect; flows wire tasks and never open the warehouse. Each package may import only
 the packages listed for it below, so no package climbs back up a layer and no two
 packages import each other.
 """
@@ -28,20 +29,23 @@ ALLOWED: dict[str, set[str]] = {
     "features": {"schemas"},
     "engine": {"models", "features"},
     "ingest": {"schemas", "checks", "config"},
-    "report": {ROOT},
+    "report": {ROOT, "models"},
     "warehouse": {"schemas", "processes"},
-    "grid": {ROOT, "config", "schemas", "engine", "models", "features", "warehouse"},
-    "runners": {ROOT, "config", "schemas", "checks", "ingest", "report", "warehouse"},
+    "grid": {ROOT, "schemas", "engine", "models", "features"},
+    "runners": {ROOT, "config", "schemas", "checks", "ingest", "report", "warehouse", "grid",
+                "engine"},
     "tasks": {"config", "sample", "schemas", "checks", "ingest", "grid", "runners", "warehouse",
               "engine"},
-    "flows": {"config", "processes", "ingest", "grid", "runners", "tasks"},
+    "flows": {"config", "processes", "schemas", "ingest", "grid", "runners", "tasks"},
+    "runtime": {"config", "processes", "sample", "ingest", "grid", "runners", "warehouse",
+                "flows"},
     "cli": {"config", "sample", "schemas", "ingest", "engine", "grid", "runners", "warehouse",
-            "flows"},
+            "runtime"},
     "__init__": set(),
 }
 CORE = ("models", "features", "engine", "ingest", "schemas", "checks", "report")
 # third-party packages only some layers may import
-EXTERNAL = {"duckdb": {"warehouse"}, "prefect": {"tasks", "flows"}, "typer": {"cli"}}
+EXTERNAL = {"duckdb": {"warehouse"}, "prefect": {"tasks", "flows", "runtime"}, "typer": {"cli"}}
 
 
 def _imports(path: Path) -> set[str]:
@@ -101,6 +105,15 @@ def test_the_core_is_pure():
     for layer in CORE:
         reached = set(EDGES.get(layer, {}))
         assert not reached & {"prefect", "duckdb", "warehouse", "tasks", "flows", "runners", "grid"}
+
+
+def test_the_grid_kit_needs_no_warehouse():
+    """grid/ trains on a machine with torch and polars only: no DuckDB, no warehouse, no
+    settings read from the environment, no Prefect, nothing of the shell above it."""
+    reached = set(EDGES.get("grid", {}))
+    assert not reached & {"duckdb", "warehouse", "config", "prefect", "pandera",
+                          "great_expectations", "typer", "runners", "tasks", "flows", "runtime",
+                          "cli"}, {t: sorted(EDGES["grid"][t]) for t in reached}
 
 
 def test_no_two_packages_import_each_other():

@@ -14,7 +14,7 @@ import pytest
 
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
-from seqlab.grid.run import run_grid
+from seqlab.runners.grid import run_grid
 from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.runners.report import build_report
 from seqlab.sample import write_sample_csv

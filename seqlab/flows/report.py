@@ -5,7 +5,6 @@ from __future__ import annotations
 from prefect import flow
 
 from seqlab.config import Settings
-from seqlab.tasks.report import ARTIFACT_KEY as ARTIFACT_KEY  # the artifact's key, for readers
 from seqlab.tasks.report import build_and_publish_report
 
 

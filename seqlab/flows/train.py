@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 from prefect import flow
 from prefect.states import Failed
 
 from seqlab.config import Settings
-from seqlab.grid.plan import check_pack_mode
-from seqlab.grid.requests import RunRequest
-from seqlab.grid.run import failing_grid, grid_requests
-from seqlab.grid.spec import GridParams, check_spec_fits_data, resolve_spec
+from seqlab.flows.host import train_host_share
+from seqlab.flows.ingest import ingest_prices
+from seqlab.grid.dispatch import check_pack_mode
+from seqlab.grid.requests import RunOutcome, RunRequest
+from seqlab.grid.spec import GridParams, resolve_spec
+from seqlab.runners.grid import prepare_grid
 from seqlab.tasks import grid as tasks
 from seqlab.tasks.report import with_report
-from seqlab.tasks.train import store_shard_results, train_on_host
+from seqlab.tasks.train import deliver_outcome, store_results, store_shard_results
 
 
 @flow(name="train-grid", log_prints=True)
@@ -36,41 +37,42 @@ def train_grid(
     check_pack_mode(pack_mode)
     spec, settings = resolve_spec(grid), Settings.from_env(warehouse, output_dir)
     if data:
-        from seqlab.flows.ingest import ingest_prices
-
         ingest_prices(data, symbol=symbol, warehouse=str(settings.warehouse),
                       output_dir=str(settings.output_dir))
     try:  # inline, not a task: a refusal is an answer, not a traceback per enclosing run
-        data_version, rows = tasks.require_gate.fn(settings.warehouse, symbol)
+        prepared = prepare_grid(spec, settings, symbol, snapshot=tasks.snapshot_prices)
     except tasks.GateClosed as refusal:
         return Failed(message=str(refusal), data=refusal)  # calling the flow still raises it
-    check_spec_fits_data(spec, rows)
-    prices = tasks.snapshot_prices(settings.warehouse, symbol, data_version, settings.output_dir / "snapshots")
-    requests = grid_requests(spec, symbol=symbol, data_version=data_version, prices_path=prices,
-                             output_dir=settings.output_dir)
-    grid_id = tasks.open_grid(settings.warehouse, spec, grid.preset, symbol, data_version, requests, dispatch)
-    todo, reused = tasks.reuse_finished_runs(settings.warehouse, grid_id, requests, force=force)
-    started, failed = time.perf_counter(), 0
-    with failing_grid(settings.warehouse, grid_id):  # a store that fails marks the grid failed
-        if todo and dispatch == "pool":
+    ledger = tasks.open_grid(settings.warehouse, spec, prepared, preset=grid.preset,
+                             dispatch=dispatch, force=force)
+    failed = 0
+    with ledger.failing():  # a store that fails marks the grid failed
+        if ledger.todo and dispatch == "pool":
             shard_states = tasks.dispatch_shards(
-                todo, grid_id, shards, results or str(settings.output_dir / "shard-results"),
-                shard_deployment, slots_per_gpu, timeout_s=shard_timeout_s, pack_size=pack_size,
-                pack_mode=pack_mode)
-            failed = sum(store_shard_results(settings.warehouse, grid_id, s) for s in shard_states)
-        elif todo:
-            failed = train_on_host(todo, grid_id, slots_per_gpu=slots_per_gpu, pack_size=pack_size,
-                                   pack_mode=pack_mode, output_dir=settings.output_dir,
-                                   warehouse=str(settings.warehouse))
-    return with_report(tasks.close_grid(settings.warehouse, grid_id, trained=len(todo) - failed,
-                       reused=len(reused), failed=failed, seconds=time.perf_counter() - started), settings)
+                ledger.todo, ledger.grid_id, shards,
+                results or str(settings.output_dir / "shard-results"), shard_deployment,
+                slots_per_gpu, timeout_s=shard_timeout_s, pack_size=pack_size, pack_mode=pack_mode)
+            failed = sum(store_shard_results(ledger, s) for s in shard_states)
+        elif ledger.todo:
+            failed = train_host_share(ledger.todo, ledger.grid_id,
+                                      lambda outcomes: store_results(ledger, outcomes),
+                                      slots_per_gpu=slots_per_gpu, pack_size=pack_size,
+                                      pack_mode=pack_mode, output_dir=settings.output_dir)
+    return with_report(tasks.close_grid(ledger, failed=failed), settings)
 
 
 @flow(name="train-shard", log_prints=True)
 def train_shard(requests: list[dict], grid_id: str, results: str, slots_per_gpu: int = 2,
-                pack_size: int = 0, pack_mode: str = "streams") -> int:
+                pack_size: int = 0, pack_mode: str = "streams", output_dir: str | None = None,
+                ) -> int:
     """Train one shard of a grid on this worker; results go to Parquet, never to the warehouse."""
     check_pack_mode(pack_mode)
-    return train_on_host([RunRequest.from_dict(r) for r in requests], grid_id,
-                         slots_per_gpu=slots_per_gpu, pack_size=pack_size, pack_mode=pack_mode,
-                         output_dir=Settings.from_env().output_dir, results=results)
+    settings = Settings.from_env(output_dir=output_dir)
+
+    def deliver(outcomes: list[RunOutcome]) -> None:
+        for outcome in outcomes:
+            deliver_outcome(outcome, grid_id, results)
+
+    return train_host_share([RunRequest.from_dict(r) for r in requests], grid_id, deliver,
+                            slots_per_gpu=slots_per_gpu, pack_size=pack_size,
+                            pack_mode=pack_mode, output_dir=settings.output_dir)

@@ -1,17 +1,18 @@
-"""Carried work: a grid's runs trained on a machine with neither the warehouse nor Prefect.
+"""Carried work, the far side: a grid's runs trained on a machine with neither the warehouse
+nor Prefect (torch and polars only: this module imports nothing else of seqlab's shell).
 
 A borrowed GPU may have torch and triton but nothing else, and no way to reach this
 warehouse. So the grid travels as a folder and its results come back as Parquet, the way
 pool shards already work (workers never open the warehouse):
 
-1. :func:`export_work` (here, the warehouse's machine): the gate passes, the spec fits,
+1. ``seqlab.runners.carried.export_work`` (the warehouse's machine): the gate passes, the spec fits,
    the validated prices are snapshotted into the folder with ``work.json``: the spec,
    symbol, data and code versions and one request per config not trained yet.
-2. :func:`train_work` (there): packs of those requests train on the local device, and
+2. :func:`train_work` (here, the borrowed machine): packs of those requests train on the local device, and
    after each pack the results so far are rewritten as Parquet (runs, epoch metrics,
    predictions, features); run again on the same results folder, it resumes. A deadline
    keeps a slice from starting when it would not finish in time.
-3. :func:`import_results` (here): the same code and the same validated data are
+3. ``seqlab.runners.carried.import_results`` (the warehouse's machine): the same code and the same validated data are
    required, a grid is opened, the results stored in one transaction by the one writer,
    requests without results stored as failed (the next grid trains them), and the grid
    closed. Configs trained earlier are reused, as in any grid.
@@ -20,20 +21,16 @@ pool shards already work (workers never open the warehouse):
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import polars as pl
-
-from seqlab.config import Settings
+from seqlab.grid.dispatch import check_pack_mode
 from seqlab.grid.execute import train_placed_pack
-from seqlab.grid.plan import check_pack_mode, gpu_count, plan_request_packs
-from seqlab.grid.requests import RunOutcome, RunRequest, code_version
+from seqlab.grid.plan import gpu_count, plan_request_packs
+from seqlab.grid.requests import RunRequest, code_version
 from seqlab.grid.results import RunFrames, outcome_frames, read_frames, write_frames
-from seqlab.grid.spec import GridSpec, validate_spec
 
 WORK_FILE, PRICES_FILE, CHECKPOINTS = "work.json", "prices.parquet", "checkpoints"
 CARRIED_GRID = "carried"  # grid_id on the frames until a grid stores them
@@ -41,29 +38,6 @@ CARRIED_GRID = "carried"  # grid_id on the frames until a grid stores them
 
 class CarriedWorkError(ValueError):
     """Carried work or its results cannot be used here; the message says why."""
-
-
-def export_work(spec: GridSpec, settings: Settings, folder: Path, *, symbol: str,
-                preset: str | None = None, force: bool = False) -> dict:
-    """Write the folder another machine trains from; returns what ``work.json`` holds."""
-    # Imported here, not above: grid.run needs DuckDB, and train_work's machine has none.
-    from seqlab.grid.run import gated_prices, grid_requests
-    from seqlab.warehouse.runs import completed_run_ids
-
-    data_version, _, snapshot = gated_prices(spec, settings, symbol)
-    requests = grid_requests(spec, symbol=symbol, data_version=data_version,
-                             prices_path=PRICES_FILE, output_dir=Path("."))
-    done = set() if force else completed_run_ids(settings.warehouse, [r.run_id for r in requests])
-    todo = [replace(r, checkpoint_dir=CHECKPOINTS) for r in requests if r.run_id not in done]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(snapshot, folder / PRICES_FILE)
-    work = {"spec": spec.to_dict(), "preset": preset, "symbol": symbol,
-            "data_version": data_version, "code_version": code_version(),
-            "configs": len(requests), "already_trained": len(done),
-            "requests": [r.to_dict() for r in todo]}
-    (folder / WORK_FILE).write_text(json.dumps(work, indent=1))
-    return work
 
 
 def read_work(folder: Path) -> dict:
@@ -97,7 +71,7 @@ def train_work(folder: Path, results: Path, *, pack_mode: str = "fused", pack_si
     todo = [replace(RunRequest.from_dict(r), prices_path=str(folder / PRICES_FILE),
                     checkpoint_dir=str(results / CHECKPOINTS), device=device)
             for r in work["requests"]]
-    earlier = _read_results(results)
+    earlier = read_results(results)
     done = set(earlier.runs["run_id"].to_list()) if earlier else set()
     todo = [r for r in todo if r.run_id not in done]
     packs = (plan_request_packs(todo, pack_size, pack_mode) if pack_size
@@ -132,77 +106,8 @@ def train_work(folder: Path, results: Path, *, pack_mode: str = "fused", pack_si
     return summary
 
 
-def _read_results(results: Path) -> RunFrames | None:
+def read_results(results: Path) -> RunFrames | None:
     try:
         return read_frames(str(results))
     except FileNotFoundError:
         return None
-
-
-def import_results(settings: Settings, folder: Path, results: Path):
-    """Store carried results as a grid of this warehouse; returns its ``GridRun``."""
-    from seqlab.grid.run import (
-        close_grid,
-        gate_prices,
-        grid_requests,
-        open_grid,
-        snapshot_prices,
-        split_reused,
-    )
-    from seqlab.warehouse.runs import store_run_results
-
-    started = time.perf_counter()
-    work = read_work(folder)
-    if work["code_version"] != code_version():
-        raise CarriedWorkError(f"{folder}: trained by code {work['code_version']}, this checkout "
-                               f"is {code_version()}: check out that code to import it")
-    symbol = work["symbol"]
-    data_version, _ = gate_prices(settings.warehouse, symbol)
-    if data_version != work["data_version"]:
-        raise CarriedWorkError(f"{folder}: trained on {symbol} data {work['data_version'][:16]}, "
-                               f"the validated data here is {data_version[:16]}")
-    spec = GridSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in work["spec"].items()})
-    validate_spec(spec)
-    snapshot = snapshot_prices(settings.warehouse, symbol, data_version,
-                               settings.output_dir / "snapshots")
-    requests = grid_requests(spec, symbol=symbol, data_version=data_version, prices_path=snapshot,
-                             output_dir=settings.output_dir)
-    grid_id, _ = open_grid(settings.warehouse, spec, work["preset"], symbol, data_version,
-                           requests, "carried")
-    todo, reused = split_reused(settings.warehouse, grid_id, requests, force=False)
-    wanted = {r.run_id: r for r in todo}
-    frames = _read_results(Path(results))
-    if frames is None:
-        frames = outcome_frames([], grid_id)
-    frames = _keep(frames, set(wanted), grid_id, Path(results), settings.output_dir / CHECKPOINTS)
-    missing = [RunOutcome(r, None, f"no result in the carried results {results}")
-               for run_id, r in wanted.items() if run_id not in set(frames.runs["run_id"])]
-    if missing:
-        frames = RunFrames.concat([frames, outcome_frames(missing, grid_id)])
-    store_run_results(settings.warehouse, grid_id, frames.as_dict())
-    failed = int((frames.runs["status"] == "failed").sum())
-    return close_grid(settings.warehouse, grid_id, trained=len(todo) - failed,
-                      reused=len(reused), failed=failed, seconds=time.perf_counter() - started)
-
-
-def _keep(frames: RunFrames, run_ids: set[str], grid_id: str, results: Path,
-          checkpoints: Path) -> RunFrames:
-    """The wanted runs' rows under this grid; checkpoints brought back are copied in, the
-    others are not here to load (NULL)."""
-    def wanted(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.filter(pl.col("run_id").is_in(sorted(run_ids)))
-
-    runs = wanted(frames.runs).with_columns(grid_id=pl.lit(grid_id))
-    paths = []
-    for run, path in zip(runs["run_id"], runs["checkpoint_path"], strict=True):
-        brought = results / CHECKPOINTS / Path(path).name if path else None
-        if brought is not None and brought.is_file():
-            checkpoints.mkdir(parents=True, exist_ok=True)
-            kept = checkpoints / f"{run}.pt"  # by the run: the config alone is not a run
-            shutil.copyfile(brought, kept)
-            paths.append(str(kept))
-        else:
-            paths.append(None)
-    runs = runs.with_columns(checkpoint_path=pl.Series(paths, dtype=pl.String))
-    return RunFrames(runs=runs, epoch_metrics=wanted(frames.epoch_metrics),
-                     predictions=wanted(frames.predictions), features=frames.features)

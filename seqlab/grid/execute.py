@@ -7,13 +7,13 @@ run's row and the rest of the grid goes on.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from seqlab.engine.result import TrainResult
+from seqlab.engine.result import EpochRecord, TrainResult
 from seqlab.engine.runtime import tune_malloc, use_cpu_threads
 from seqlab.grid.requests import RunOutcome, RunRequest
 
@@ -26,8 +26,11 @@ def read_prices(location: str) -> pl.DataFrame:
         return pl.read_parquet(handle)
 
 
-def train_request(request: RunRequest, worker: str = "") -> RunOutcome:
+def train_request(request: RunRequest, worker: str = "", *,
+                  on_epoch: Callable[[EpochRecord], None] | None = None) -> RunOutcome:
     """Train one request on its device; a crash is an outcome, not an exception.
+
+    ``on_epoch`` hears each epoch's record as it ends (``seqlab train`` prints them).
 
     On CUDA the step is replayed as a CUDA graph (``seqlab.engine.graphed``), which falls
     back to the eager engine, and says so on the result, where capture is impossible.
@@ -37,7 +40,7 @@ def train_request(request: RunRequest, worker: str = "") -> RunOutcome:
     try:
         result: TrainResult = train_on_device(
             request.placed_config(), read_prices(request.prices_path),
-            checkpoint_dir=Path(request.checkpoint_dir),
+            checkpoint_dir=Path(request.checkpoint_dir), on_epoch=on_epoch,
         )
         return RunOutcome(request, result, None, worker)
     except Exception as exc:  # recorded on the run's row; the rest of the grid goes on
@@ -65,7 +68,7 @@ def train_pack_requests(pack: Sequence[RunRequest], worker: str = "", mode: str 
         elif mode == "fused":
             from seqlab.engine.fused import train_pack_fused as trainer
         else:
-            from seqlab.engine.packing import train_pack as trainer
+            from seqlab.engine.stream_pack import train_pack as trainer
         results = trainer(configs, prices, checkpoint_dir=Path(pack[0].checkpoint_dir))
         return [RunOutcome(r, result, None, worker)
                 for r, result in zip(pack, results, strict=True)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from seqlab.grid.requests import RunOutcome
-from seqlab.warehouse.run_tables import (
+from seqlab.schemas.run_tables import (
     EPOCH_COLUMNS,
     FEATURE_COLUMNS,
     FRAME_NAMES,

@@ -37,17 +37,19 @@ class IngestOptions:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, symbol: str, *, allow_private_urls: bool | None = None
+        cls, settings: Settings, symbol: str, *, sources: SourceLimits = SourceLimits(),
+        values: ValueLimits = ValueLimits(),
     ) -> IngestOptions:
         """Options for one symbol under the resolved settings (warehouse, docs, lock wait)
-        and the ``SEQLAB_*`` limits; ``allow_private_urls`` overrides its variable."""
+        and limits; the entry points (a command, a flow) read ``SEQLAB_*`` limits into
+        ``sources`` and ``values``, nothing here reads the environment."""
         return cls(
             symbol=check_symbol(symbol),
             warehouse=settings.warehouse,
             docs_dir=data_docs_dir(settings.output_dir, symbol),
             lock_timeout_s=settings.lock_timeout_s,
-            sources=SourceLimits.from_env(allow_private_urls),
-            values=_value_limits(),
+            sources=sources,
+            values=values,
         )
 
 
@@ -101,7 +103,9 @@ def summary_lines(summary: IngestSummary) -> list[str]:
     ]
 
 
-def _value_limits() -> ValueLimits:
-    """SEQLAB_MAX_PRICE and SEQLAB_MAX_AMOUNT, checked by seqlab.config."""
+def limits_from_env(allow_private_urls: bool | None = None) -> tuple[SourceLimits, ValueLimits]:
+    """The checked ``SEQLAB_*`` limits of an ingest (seqlab.config); an explicit
+    ``allow_private_urls`` wins. Called at the entry points (a command, a flow) only."""
     env = EnvironmentSettings.load()
-    return ValueLimits(max_price=env.max_price, max_amount=env.max_amount)
+    return (SourceLimits.from_env(allow_private_urls),
+            ValueLimits(max_price=env.max_price, max_amount=env.max_amount))

@@ -178,11 +178,5 @@ def best_run_of(runs: pl.DataFrame, config: dict) -> dict | None:
     return match.row(0, named=True) if match.height else None
 
 
-def rows_for(frame: pl.DataFrame, columns: tuple[Column, ...]) -> list[list[tuple[str, object]]]:
-    """Each row as (written text, raw value) per column, for renderers."""
-    present = [c for c in columns if c.name in frame.columns]
-    return [[(c.fmt(row[c.name]), row[c.name]) for c in present] for row in frame.iter_rows(named=True)]
-
-
 def present_columns(frame: pl.DataFrame, columns: tuple[Column, ...]) -> tuple[Column, ...]:
     return tuple(c for c in columns if c.name in frame.columns)

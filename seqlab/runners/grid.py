@@ -1,10 +1,19 @@
-"""A grid, start to finish, as plain functions: the counterpart of ``ingest_source``.
+"""A grid's life in the warehouse, written once: prepare, open, reuse, deliver, close.
 
-gate -> snapshot -> requests -> open grid -> reuse -> packs on devices -> train -> store ->
-close. The Prefect tasks in ``seqlab/tasks/grid.py`` wrap these same steps one by one and
-the ``train-grid`` flow wires them; :func:`run_grid` calls them in this process without
-Prefect (scripts, tests), with the same devices, packs and threads, so both store the same
-warehouse contents.
+Every way a grid is trained goes through :class:`GridLedger`: :func:`run_grid` (in this
+process, no Prefect), :func:`train_single` (``seqlab train``: a one-config grid), carried
+import (``seqlab.runners.carried``), :func:`plan_grid` (what a grid would do, before any
+grid is written) and the ``train-grid`` flow, whose tasks (``seqlab/tasks/grid.py``) wrap
+these same functions one by one. Training itself is the grid kit's (``seqlab.grid``), which
+needs no warehouse.
+
+A ledger in five calls::
+
+    prepared = prepare_grid(spec, settings, symbol)      # gate, fit, snapshot, requests
+    ledger = GridLedger.open(settings.warehouse, spec, prepared, preset=..., dispatch="local")
+    for outcomes in ...:                                 # ledger.todo, trained anywhere
+        failed += ledger.deliver(outcomes)               # or deliver_frames / deliver_shard
+    closed = ledger.close(failed=failed)                 # counts, status, the grids row
 """
 
 from __future__ import annotations
@@ -13,17 +22,24 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from seqlab.config import Settings
 from seqlab.engine.config import TrainConfig
-from seqlab.grid.execute import read_prices, train_placed_pack
-from seqlab.grid.plan import gpu_count, plan_devices, plan_host_packs
+from seqlab.grid.execute import train_placed_pack, train_request
+from seqlab.grid.plan import DevicePlan, gpu_count, plan_devices, plan_host_packs
 from seqlab.grid.progress import GridProgress, notify
-from seqlab.grid.requests import RunOutcome, RunRequest, code_version, describe, plan_requests
+from seqlab.grid.requests import (
+    RunOutcome,
+    RunRequest,
+    build_grid,
+    code_version,
+    describe,
+    plan_requests,
+)
 from seqlab.grid.results import RunFrames, outcome_frames, read_frames
-from seqlab.grid.spec import GridSpec, build_grid, check_spec_fits_data
+from seqlab.grid.spec import GridSpec, check_spec_fits_data
 from seqlab.schemas.symbols import check_symbol
 from seqlab.warehouse import WarehouseError, load_prices
 from seqlab.warehouse.gate import check_unchanged, require_validated
@@ -39,8 +55,8 @@ from seqlab.warehouse.runs import (
 
 
 @dataclass(frozen=True)
-class GridRun:
-    """How a grid ended: what the CLI prints and the flow returns."""
+class ClosedGrid:
+    """How a grid ended, as its ``grids`` row says: what the CLI prints and the flow returns."""
 
     grid_id: str
     status: str
@@ -57,7 +73,7 @@ class GridRun:
         return f"{self.trained} trained, {self.reused} reused, {self.failed} failed"
 
 
-# --- the steps ----------------------------------------------------------------------------
+# --- before a grid: the prices it trains on and its requests ------------------------------
 
 def gate_prices(warehouse: Path, symbol: str) -> tuple[str, int]:
     """The validated data_version and row count, or GateClosed saying why training may not run
@@ -84,99 +100,137 @@ def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Pat
     return str(target)
 
 
-def gated_prices(spec: GridSpec, settings: Settings, symbol: str) -> tuple[str, int, str]:
-    """(data_version, rows, snapshot path): the gate passed, the spec fits the prices, and
-    the prices workers will read are written once."""
+@dataclass(frozen=True)
+class PreparedGrid:
+    """A grid ready to open: the gate passed, the spec fits the prices, the prices workers
+    read are written once, and there is one request per config."""
+
+    symbol: str
+    data_version: str
+    rows: int
+    prices_path: str
+    requests: list[RunRequest]
+
+
+def prepare_grid(spec: GridSpec, settings: Settings, symbol: str, *,
+                 configs: list[TrainConfig] | None = None,
+                 snapshot: Callable[[Path, str, str, Path], str] = snapshot_prices,
+                 ) -> PreparedGrid:
+    """Gate the symbol's prices, check ``spec`` fits them, snapshot them and build the requests
+    (``configs``, default the spec's, keyed by this code's version). ``snapshot`` is the step
+    that writes the snapshot (the flow passes its retried task)."""
     data_version, rows = gate_prices(settings.warehouse, symbol)
     check_spec_fits_data(spec, rows)
-    prices_path = snapshot_prices(settings.warehouse, symbol, data_version,
-                                  settings.output_dir / "snapshots")
-    return data_version, rows, prices_path
+    prices_path = snapshot(settings.warehouse, symbol, data_version,
+                           settings.output_dir / "snapshots")
+    requests = plan_requests(
+        build_grid(spec) if configs is None else configs, symbol=symbol,
+        data_version=data_version, code=code_version(), prices_path=prices_path,
+        checkpoint_dir=str(Path(settings.output_dir) / "checkpoints"))
+    return PreparedGrid(symbol, data_version, rows, prices_path, requests)
 
 
-def grid_requests(spec: GridSpec, *, symbol: str, data_version: str, prices_path: str,
-                  output_dir: Path) -> list[RunRequest]:
-    """One request per config of the spec, keyed by this code's version."""
-    return plan_requests(
-        build_grid(spec), symbol=symbol, data_version=data_version, code=code_version(),
-        prices_path=prices_path, checkpoint_dir=str(Path(output_dir) / "checkpoints"),
-    )
+def already_trained(warehouse: Path, requests: list[RunRequest], *, force: bool) -> set[str]:
+    """run_ids among ``requests`` stored with a result on the same data by the same code
+    (none with ``force``): what any grid of these requests reuses instead of training."""
+    return set() if force else completed_run_ids(warehouse, [r.run_id for r in requests])
 
 
-def open_grid(warehouse: Path, spec: GridSpec, preset: str | None, symbol: str,
-              data_version: str, requests: list[RunRequest], dispatch: str) -> tuple[str, list[str]]:
-    """Record the grid as running; returns its id and the grids found abandoned."""
-    code = requests[0].code_version if requests else ""
-    grid_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{spec.key()[:8]}"
-    abandoned = start_grid(
-        warehouse, grid_id=grid_id, symbol=symbol, preset=preset, spec=spec.to_dict(),
-        spec_key=spec.key(), data_version=data_version, code_version=code, dispatch=dispatch,
-        n_configs=len(requests),
-    )
-    return grid_id, abandoned
+# --- the ledger ---------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class GridLedger:
+    """One grid's record in the warehouse, from open to close; the one owner of that life.
 
-def split_reused(warehouse: Path, grid_id: str, requests: list[RunRequest], *, force: bool,
-                 ) -> tuple[list[RunRequest], list[str]]:
-    """Requests to train, and run_ids already trained on the same data and code (linked)."""
-    done = set() if force else completed_run_ids(warehouse, [r.run_id for r in requests])
-    reused = [r.run_id for r in requests if r.run_id in done]
-    link_runs(warehouse, grid_id, reused, reused=True)
-    return [r for r in requests if r.run_id not in done], reused
-
-
-def store_outcomes(warehouse: Path, grid_id: str, outcomes: list[RunOutcome]) -> int:
-    """The single writer: runs, epoch metrics, predictions and feature keys, one transaction."""
-    return store_run_results(warehouse, grid_id, outcome_frames(outcomes, grid_id).as_dict())
-
-
-def store_shard(warehouse: Path, grid_id: str, shard: dict) -> int:
-    """Load one shard's Parquet results into the warehouse; returns the shard's failed runs.
-
-    A run whose results file is missing (the worker died, the flow run crashed or timed
-    out) is stored as a failed run naming the missing file, so the next run of the grid
-    trains it again.
+    :meth:`open` writes the grid as running and links the runs it reuses; ``todo`` is what
+    is left to train. Outcomes trained anywhere (threads here, Prefect tasks, pool shards,
+    a carried folder) are stored with :meth:`deliver`, :meth:`deliver_frames` or
+    :meth:`deliver_shard`, each returning the failed runs it stored; :meth:`close` takes
+    their sum and writes the counts. A frozen value, so it passes through Prefect tasks.
     """
-    frames, missing = [], []
-    for request in (RunRequest.from_dict(r) for r in shard["requests"]):
-        location = f"{shard['location'].rstrip('/')}/{request.run_id}"
+
+    warehouse: Path
+    grid_id: str
+    todo: list[RunRequest]
+    reused: list[str]
+    abandoned: list[str] = field(default_factory=list)  # grids found left running, now interrupted
+    opened_at: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def open(cls, warehouse: Path, spec: GridSpec, prepared: PreparedGrid, *,
+             preset: str | None, dispatch: str, force: bool = False) -> GridLedger:
+        """Record the grid of ``prepared``'s requests as running; split off the reused runs."""
+        requests = prepared.requests
+        grid_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{spec.key()[:8]}"
+        abandoned = start_grid(
+            warehouse, grid_id=grid_id, symbol=prepared.symbol, preset=preset,
+            spec=spec.to_dict(), spec_key=spec.key(), data_version=prepared.data_version,
+            code_version=requests[0].code_version if requests else "", dispatch=dispatch,
+            n_configs=len(requests))
+        done = already_trained(warehouse, requests, force=force)
+        reused = [r.run_id for r in requests if r.run_id in done]
+        link_runs(warehouse, grid_id, reused, reused=True)
+        return cls(Path(warehouse), grid_id, [r for r in requests if r.run_id not in done],
+                   reused, abandoned)
+
+    def deliver(self, outcomes: list[RunOutcome]) -> int:
+        """Store finished runs (runs, epoch metrics, predictions, feature keys) in one
+        transaction; returns how many of them failed."""
+        return self.deliver_frames(outcome_frames(outcomes, self.grid_id))
+
+    def deliver_frames(self, frames: RunFrames) -> int:
+        """Store result frames (Parquet brought back, carried results) in one transaction."""
+        store_run_results(self.warehouse, self.grid_id, frames.as_dict())
+        return int((frames.runs["status"] == "failed").sum())
+
+    def deliver_shard(self, shard: dict) -> int:
+        """Store one pool shard's Parquet results; returns the shard's failed runs.
+
+        A run whose results file is missing (the worker died, the flow run crashed or timed
+        out) is stored as a failed run naming the missing file, so the next run of the grid
+        trains it again.
+        """
+        frames, missing = [], []
+        for request in (RunRequest.from_dict(r) for r in shard["requests"]):
+            location = f"{shard['location'].rstrip('/')}/{request.run_id}"
+            try:
+                frames.append(read_frames(location))
+            except FileNotFoundError as exc:
+                missing.append(RunOutcome(request, None, f"{exc} (shard flow run {shard['state']})"))
+        if missing:
+            frames.append(outcome_frames(missing, self.grid_id))
+        return self.deliver_frames(RunFrames.concat(frames))
+
+    @contextmanager
+    def failing(self) -> Iterator[None]:
+        """Mark the grid ``failed`` with the error's line when storing its results fails (a
+        full disk, a damaged file): never left ``running``. Runs stored before the failure
+        stay whole (each store is one transaction) and are reused by the next grid. When even
+        that small write fails (the disk is still full), the next grid marks it interrupted."""
         try:
-            frames.append(read_frames(location))
-        except FileNotFoundError as exc:
-            missing.append(RunOutcome(request, None, f"{exc} (shard flow run {shard['state']})"))
-    if missing:
-        frames.append(outcome_frames(missing, grid_id))
-    merged = RunFrames.concat(frames)
-    store_run_results(warehouse, grid_id, merged.as_dict())
-    return int((merged.runs["status"] == "failed").sum())
+            yield
+        except WarehouseError as exc:
+            with suppress(WarehouseError):
+                finish_grid(self.warehouse, self.grid_id, status="failed", n_trained=0,
+                            n_reused=0, n_failed=0, message=f"stopped: {exc}")
+            raise
+
+    def close(self, *, failed: int) -> ClosedGrid:
+        """Write how the grid ended: the todo less ``failed`` trained, the reused, the failed."""
+        seconds = time.perf_counter() - self.opened_at
+        status = "completed" if failed == 0 else "completed_with_failures"
+        closed = ClosedGrid(self.grid_id, status, len(self.todo) - failed, len(self.reused),
+                            failed, round(seconds, 2), str(self.warehouse))
+        finish_grid(self.warehouse, self.grid_id, status=status, n_trained=closed.trained,
+                    n_reused=closed.reused, n_failed=failed,
+                    message=f"{closed.summary()} in {seconds:.1f}s")
+        return closed
 
 
-@contextmanager
-def failing_grid(warehouse: Path, grid_id: str) -> Iterator[None]:
-    """Mark the grid ``failed`` with the error's line when storing its results fails (a full
-    disk, a damaged file): never left ``running``. Runs stored before the failure stay
-    whole (each store is one transaction) and are reused by the next grid. When even that
-    small write fails (the disk is still full), the next grid marks it interrupted."""
-    try:
-        yield
-    except WarehouseError as exc:
-        with suppress(WarehouseError):
-            finish_grid(warehouse, grid_id, status="failed", n_trained=0, n_reused=0,
-                        n_failed=0, message=f"stopped: {exc}")
-        raise
-
-
-def close_grid(warehouse: Path, grid_id: str, *, trained: int, reused: int, failed: int,
-               seconds: float) -> GridRun:
-    status = "completed" if failed == 0 else "completed_with_failures"
-    run = GridRun(grid_id, status, trained, reused, failed, round(seconds, 2), str(warehouse))
-    finish_grid(warehouse, grid_id, status=status, n_trained=trained, n_reused=reused,
-                n_failed=failed, message=f"{run.summary()} in {seconds:.1f}s")
-    return run
-
+# --- training a host's share: packs on its devices, outcomes delivered as they finish -----
 
 def follow_outcomes(packs: Iterable[list[RunOutcome]], total: int,
-                    deliver: Callable[[list[RunOutcome]], None],
+                    deliver: Callable[[list[RunOutcome]], object],
                     log: Callable[[str], None] = print,
                     on_fraction: Callable[[float], None] | None = None) -> int:
     """Deliver each finished pack's outcomes, log a line per run; returns the failed runs."""
@@ -193,37 +247,71 @@ def follow_outcomes(packs: Iterable[list[RunOutcome]], total: int,
     return progress.failed
 
 
+def plan_packs(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus: int,
+               slots_per_gpu: int, output_dir: Path) -> list[list[RunRequest]]:
+    """This host's requests in packs sized for its GPUs (pack_size 0 = automatic)."""
+    return plan_host_packs(todo, pack_size, pack_mode, gpus=gpus, slots_per_gpu=slots_per_gpu,
+                           output_dir=output_dir)[0]
+
+
+def place_packs(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
+    """Packs placed on this host's devices."""
+    return plan_devices(n_packs, gpu_count=gpus, slots_per_gpu=slots_per_gpu)
+
+
+def train_packs_in_threads(packs: list[list[RunRequest]], plan: DevicePlan,
+                           pack_mode: str) -> Iterator[list[RunOutcome]]:
+    """Each pack's outcomes as it finishes, as many packs at once as the plan has workers."""
+    with ThreadPoolExecutor(max_workers=plan.workers) as pool:
+        futures = [pool.submit(train_placed_pack, pack, pack_mode, plan.cpu_threads)
+                   for pack in plan.place(packs)]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+@dataclass(frozen=True)
+class HostSteps:
+    """The three steps of training a host's share, swappable as one: plain functions here,
+    their Prefect tasks in a flow (``seqlab.flows.host``)."""
+
+    plan_packs: Callable[..., list[list[RunRequest]]] = plan_packs
+    place_packs: Callable[..., DevicePlan] = place_packs
+    train_packs: Callable[..., Iterable[list[RunOutcome]]] = train_packs_in_threads
+
+
+def train_on_host(todo: list[RunRequest], deliver: Callable[[list[RunOutcome]], object], *,
+                  pack_size: int, pack_mode: str, slots_per_gpu: int, output_dir: Path,
+                  steps: HostSteps = HostSteps(), log: Callable[[str], None] = print,
+                  on_fraction: Callable[[float], None] | None = None) -> int:
+    """Plan packs for this host's devices, train them, deliver each pack's outcomes as it
+    finishes; returns the failed runs."""
+    gpus = gpu_count()
+    packs = steps.plan_packs(todo, pack_size, pack_mode, gpus, slots_per_gpu, output_dir)
+    plan = steps.place_packs(len(packs), gpus, slots_per_gpu)
+    return follow_outcomes(steps.train_packs(packs, plan, pack_mode), len(todo), deliver, log,
+                           on_fraction)
+
+
 # --- the whole grid, without Prefect ------------------------------------------------------
 
 def run_grid(spec: GridSpec, settings: Settings, *, symbol: str = "ETH", preset: str | None = None,
              force: bool = False, pack_size: int = 0, pack_mode: str = "streams",
-             slots_per_gpu: int = 2, log: Callable[[str], None] = print) -> GridRun:
+             slots_per_gpu: int = 2, log: Callable[[str], None] = print) -> ClosedGrid:
     """Train every config of ``spec`` on the symbol's validated prices in this process.
 
     The same steps, devices, packs and thread counts as the ``train-grid`` flow's local
     dispatch; GPU packs run without Prefect's per-GPU concurrency limits (one process).
     """
-    data_version, _, prices_path = gated_prices(spec, settings, symbol)
-    requests = grid_requests(spec, symbol=symbol, data_version=data_version,
-                             prices_path=prices_path, output_dir=settings.output_dir)
-    grid_id, _ = open_grid(settings.warehouse, spec, preset, symbol, data_version, requests, "local")
-    todo, reused = split_reused(settings.warehouse, grid_id, requests, force=force)
-    started = time.perf_counter()
+    prepared = prepare_grid(spec, settings, symbol)
+    ledger = GridLedger.open(settings.warehouse, spec, prepared, preset=preset, dispatch="local",
+                             force=force)
     failed = 0
-    if todo:
-        gpus = gpu_count()
-        packs, _, _ = plan_host_packs(todo, pack_size, pack_mode, gpus=gpus,
-                                      slots_per_gpu=slots_per_gpu, output_dir=settings.output_dir)
-        plan = plan_devices(len(packs), gpu_count=gpus, slots_per_gpu=slots_per_gpu)
-        with failing_grid(settings.warehouse, grid_id), ThreadPoolExecutor(max_workers=plan.workers) as pool:
-            futures = [pool.submit(train_placed_pack, pack, pack_mode, plan.cpu_threads)
-                       for pack in plan.place(packs)]
-            failed = follow_outcomes(
-                (f.result() for f in as_completed(futures)), len(todo),
-                lambda outcomes: store_outcomes(settings.warehouse, grid_id, outcomes), log)
-    return close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
-                      failed=failed, seconds=time.perf_counter() - started)
-
+    if ledger.todo:
+        with ledger.failing():
+            failed = train_on_host(ledger.todo, ledger.deliver, pack_size=pack_size,
+                                   pack_mode=pack_mode, slots_per_gpu=slots_per_gpu,
+                                   output_dir=settings.output_dir, log=log)
+    return ledger.close(failed=failed)
 
 
 # --- before a grid: what it would train ---------------------------------------------------
@@ -248,17 +336,17 @@ class GridPlan:
 
 def plan_grid(spec: GridSpec, settings: Settings, *, symbol: str, force: bool = False) -> GridPlan:
     """Gate the prices, check the spec fits them and count the configs to train and to reuse."""
-    data_version, rows, prices_path = gated_prices(spec, settings, symbol)
-    requests = grid_requests(spec, symbol=symbol, data_version=data_version,
-                             prices_path=prices_path, output_dir=settings.output_dir)
+    prepared = prepare_grid(spec, settings, symbol)
+    requests = prepared.requests
     ids = [r.run_id for r in requests]
-    done = set() if force else completed_run_ids(settings.warehouse, ids)
+    done = already_trained(settings.warehouse, requests, force=force)
     finished = None
     if not force and len(done) == len(set(ids)):
         finished = find_finished_grid(settings.warehouse, symbol=symbol, spec_key=spec.key(),
-                                      data_version=data_version,
+                                      data_version=prepared.data_version,
                                       code_version=requests[0].code_version, run_ids=ids)
-    return GridPlan(data_version, rows, requests, to_train=len(set(ids) - done), reused=len(done),
+    return GridPlan(prepared.data_version, prepared.rows, requests,
+                    to_train=len(set(ids) - done), reused=len(done),
                     finished_grid=finished[0] if finished else None,
                     report_path=finished[1] if finished else None)
 
@@ -266,9 +354,9 @@ def plan_grid(spec: GridSpec, settings: Settings, *, symbol: str, force: bool = 
 # --- one config: `seqlab train` -----------------------------------------------------------
 
 @dataclass(frozen=True)
-class SingleRun:
-    """A `seqlab train` run as stored: its run_id, its one-config grid and result (both None
-    when an identical run was stored before: then nothing is written)."""
+class SingleConfigResult:
+    """A `seqlab train` config as stored: its run_id, its one-config grid and outcome (both
+    None when an identical run was stored before: then nothing is written)."""
 
     run_id: str
     grid_id: str | None
@@ -276,42 +364,33 @@ class SingleRun:
     outcome: RunOutcome | None
 
 
+def single_config_spec(config: TrainConfig) -> GridSpec:
+    """The one-config grid a `seqlab train` config is stored as."""
+    return GridSpec(cells=(config.cell,), depths=(config.depth,), norms=(config.norm,),
+                    feature_sets=(config.feature_set,), seeds=(config.seed,),
+                    epochs=config.epochs, lookback=config.lookback, hidden=config.hidden,
+                    batch_size=config.batch_size, lr=config.lr, val_fraction=config.val_fraction)
+
+
 def train_single(config: TrainConfig, settings: Settings, *, symbol: str, force: bool = False,
-                 on_epoch: Callable | None = None) -> SingleRun:
+                 on_epoch: Callable | None = None) -> SingleConfigResult:
     """Train one config on the symbol's validated prices and store it like any grid member.
 
     It is a one-config grid (preset ``train``): the same run_id, tables and reuse as a grid
     run, so an identical config on the same data and code is reused unless ``force``. The
     config's device says where it trains, never which run it is.
     """
-    identity = replace(config, device="auto")
-    spec = GridSpec(cells=(config.cell,), depths=(config.depth,), norms=(config.norm,),
-                    feature_sets=(config.feature_set,), seeds=(config.seed,),
-                    epochs=config.epochs, lookback=config.lookback, hidden=config.hidden,
-                    batch_size=config.batch_size, lr=config.lr, val_fraction=config.val_fraction)
-    data_version, _, prices_path = gated_prices(spec, settings, symbol)
-    [request] = plan_requests([identity], symbol=symbol, data_version=data_version,
-                              code=code_version(), prices_path=prices_path,
-                              checkpoint_dir=str(settings.output_dir / "checkpoints"))
-    if not force and completed_run_ids(settings.warehouse, [request.run_id]):
-        return SingleRun(request.run_id, None, True, None)  # no grid row for a run not made
-    grid_id, _ = open_grid(settings.warehouse, spec, SINGLE_RUN_PRESET, symbol, data_version,
-                           [request], "local")
-    todo, reused = split_reused(settings.warehouse, grid_id, [request], force=force)
-    started, outcome, failed = time.perf_counter(), None, 0
-    if todo:
-        from seqlab.engine.graphed import train_on_device
-
-        placed = request.on_device(config.device)
-        try:
-            result = train_on_device(placed.placed_config(), read_prices(prices_path),
-                                     checkpoint_dir=Path(request.checkpoint_dir), on_epoch=on_epoch)
-            outcome = RunOutcome(placed, result, None, "")
-        except Exception as exc:  # stored as a failed run, then raised to the caller
-            outcome = RunOutcome(placed, None, f"{type(exc).__name__}: {exc}", "")
-        with failing_grid(settings.warehouse, grid_id):
-            store_outcomes(settings.warehouse, grid_id, [outcome])
-        failed = int(outcome.error is not None)
-    close_grid(settings.warehouse, grid_id, trained=len(todo) - failed, reused=len(reused),
-               failed=failed, seconds=time.perf_counter() - started)
-    return SingleRun(request.run_id, grid_id, bool(reused), outcome)
+    spec = single_config_spec(config)
+    prepared = prepare_grid(spec, settings, symbol, configs=[replace(config, device="auto")])
+    [request] = prepared.requests
+    if already_trained(settings.warehouse, [request], force=force):
+        return SingleConfigResult(request.run_id, None, True, None)  # no grid row for a run not made
+    ledger = GridLedger.open(settings.warehouse, spec, prepared, preset=SINGLE_RUN_PRESET,
+                             dispatch="local", force=force)
+    outcome, failed = None, 0
+    if ledger.todo:
+        outcome = train_request(request.on_device(config.device), on_epoch=on_epoch)
+        with ledger.failing():
+            failed = ledger.deliver([outcome])
+    ledger.close(failed=failed)
+    return SingleConfigResult(request.run_id, ledger.grid_id, bool(ledger.reused), outcome)

@@ -1,13 +1,15 @@
 """Ingest as plain functions: source -> parse -> row validation -> warehouse -> dataset gate.
 
 The shell around the pure ingest core (``seqlab.ingest``): the steps here store and read
-the warehouse. Prefect tasks wrap these same steps one by one (``seqlab/tasks/ingest.py``);
-the CLI calls :func:`ingest_source` directly so a quick ingest needs no orchestration.
+the warehouse. :func:`ingest_raw` is one file's ingest, written once: the CLI runs it with
+these plain steps, the ingest flow with their Prefect tasks (``seqlab/tasks/ingest.py``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from seqlab.checks.dataset import DatasetValidation, check_dataset
@@ -17,8 +19,9 @@ from seqlab.ingest.sources import RawSource, iter_sources
 from seqlab.schemas.prices import RowValidation, validate_rows
 from seqlab.warehouse import IngestRecord, StoreResult, load_prices, record_validation, store_ingest
 
-__all__ = ["IngestOptions", "IngestSummary", "gate_dataset", "ingest_raw", "ingest_source",
-           "store_parsed", "summarize"]
+__all__ = ["IngestOptions", "IngestSteps", "IngestSummary", "gate_dataset", "ingest_raw",
+           "ingest_source", "parse_raw", "plain_steps", "store_parsed", "summarize",
+           "validate_parsed"]
 
 
 def store_parsed(
@@ -56,17 +59,43 @@ def gate_dataset(options: IngestOptions, data_version: str) -> DatasetValidation
     return validation
 
 
-def ingest_raw(raw: RawSource, options: IngestOptions) -> IngestSummary:
-    """Ingest one file or download end to end."""
+def parse_raw(raw: RawSource, options: IngestOptions) -> ParsedSource:
+    return parse_source(raw, symbol=options.symbol)
+
+
+def validate_parsed(parsed: ParsedSource, options: IngestOptions) -> RowValidation:
+    return validate_rows(parsed.rows, today=options.today, limits=options.values)
+
+
+@dataclass(frozen=True)
+class IngestSteps:
+    """The four steps of one file's ingest, swappable as one: these plain functions by
+    default, their Prefect tasks (names, retries) in the ingest flow."""
+
+    parse: Callable[[RawSource, IngestOptions], ParsedSource]
+    validate: Callable[[ParsedSource, IngestOptions], RowValidation]
+    store: Callable[[ParsedSource, RowValidation, IngestOptions, datetime], StoreResult]
+    gate: Callable[[IngestOptions, str], DatasetValidation]
+
+
+def plain_steps() -> IngestSteps:
+    """This module's steps, looked up when called (a benchmark or test may wrap one)."""
+    return IngestSteps(parse_raw, validate_parsed, store_parsed, gate_dataset)
+
+
+def ingest_raw(raw: RawSource, options: IngestOptions,
+               steps: IngestSteps | None = None) -> IngestSummary:
+    """Ingest one file or download end to end: parse, validate, store, gate, summarize."""
+    steps = steps or plain_steps()
     started = time.perf_counter()
     started_at = datetime.now(UTC)
-    parsed = parse_source(raw, symbol=options.symbol)
-    validation = validate_rows(parsed.rows, today=options.today, limits=options.values)
+    parsed = steps.parse(raw, options)
+    validation = steps.validate(parsed, options)
     # Only validation reads the parsed rows (with every line's raw text, as big as the file);
     # letting them go before the store keeps them out of the peak memory of big files.
     parsed.rows = parsed.rows.clear()
-    stored = store_parsed(parsed, validation, options, started_at)
-    gate = gate_dataset(options, stored.data_version)
+    stored = steps.store(parsed, validation, options, started_at)
+    gate = steps.gate(options, stored.data_version)
     return summarize(parsed, validation, stored, gate, options, time.perf_counter() - started)
 
 

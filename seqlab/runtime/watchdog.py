@@ -36,7 +36,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "seqlab.flows.ephemeral"],
+            [sys.executable, "-m", "seqlab.runtime.watchdog"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 

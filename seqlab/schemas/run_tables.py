@@ -1,4 +1,7 @@
-"""Schema of the training-result tables: migration 2's DDL and the frames stored into it."""
+"""Schema of the training-result tables: migration 2's DDL and the frames stored into it.
+
+Pure polars, so the grid kit (``seqlab.grid``) builds these frames on a machine without
+DuckDB; the warehouse creates the tables from the same columns."""
 
 import polars as pl
 
@@ -85,7 +88,7 @@ CREATE TABLE features (
 # --- the result tables as polars schemas ---------------------------------------------------
 # The one column list of each result table: the shard Parquet writer (seqlab.grid.results)
 # builds its frames with it and store_run_results inserts exactly these columns. The DDL
-# above and migration 4 are shipped and never edited; tests/warehouse/test_run_tables.py
+# above and migration 4 are shipped and never edited; tests/schemas/test_run_tables.py
 # checks that a migrated warehouse has exactly these columns and types.
 FRAME_NAMES = ("runs", "epoch_metrics", "predictions", "features")
 

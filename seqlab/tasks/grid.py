@@ -1,4 +1,4 @@
-"""Prefect tasks around a grid: each wraps one step of seqlab.grid.run (the logic lives there)."""
+"""Prefect tasks around a grid: each wraps one step of seqlab.runners.grid (the logic lives there)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import MissingContextError
 from prefect.states import Cancelling
 
-from seqlab.grid import run as steps
-from seqlab.grid.plan import DevicePlan, plan_devices, plan_host_packs
+from seqlab.grid.dispatch import split_shards
+from seqlab.grid.plan import DevicePlan, plan_host_packs
 from seqlab.grid.requests import RunRequest
-from seqlab.grid.spec import GridSpec, split_shards
+from seqlab.grid.spec import GridSpec
+from seqlab.runners import grid as ledgers
+from seqlab.runners.grid import GridLedger, PreparedGrid
 from seqlab.sample import write_sample_csv
 from seqlab.warehouse import current_data_version as read_data_version
-from seqlab.warehouse.gate import GateClosed as GateClosed  # raised by require_gate
+from seqlab.warehouse.gate import GateClosed as GateClosed  # the gate's refusal, for the flows
 
 
 def _logger():
@@ -30,45 +32,30 @@ def _logger():
         return logging.getLogger("seqlab.grid")
 
 
-@task(name="require-gate", cache_policy=NO_CACHE)
-def require_gate(warehouse: Path, symbol: str) -> tuple[str, int]:
-    """The validated data_version and row count, or GateClosed saying why training may not run."""
-    return steps.gate_prices(warehouse, symbol)
-
-
 @task(name="snapshot-prices", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
 def snapshot_prices(warehouse: Path, symbol: str, data_version: str, folder: Path) -> str:
-    return steps.snapshot_prices(warehouse, symbol, data_version, folder)
+    return ledgers.snapshot_prices(warehouse, symbol, data_version, folder)
 
 
 @task(name="open-grid", cache_policy=NO_CACHE)
-def open_grid(warehouse: Path, spec: GridSpec, preset: str, symbol: str, data_version: str,
-              requests: list[RunRequest], dispatch: str) -> str:
-    grid_id, abandoned = steps.open_grid(warehouse, spec, preset, symbol, data_version, requests,
-                                         dispatch)
-    for earlier in abandoned:
+def open_grid(warehouse: Path, spec: GridSpec, prepared: PreparedGrid, *, preset: str | None,
+              dispatch: str, force: bool) -> GridLedger:
+    """Record the grid as running and split off the runs it reuses (the grid's ledger)."""
+    ledger = GridLedger.open(warehouse, spec, prepared, preset=preset, dispatch=dispatch,
+                             force=force)
+    for earlier in ledger.abandoned:
         _logger().warning("grid %s was left running by a process that is gone: "
-                                 "marked interrupted (its stored runs are reused)", earlier)
-    return grid_id
-
-
-@task(name="reuse-finished-runs", cache_policy=NO_CACHE)
-def reuse_finished_runs(warehouse: Path, grid_id: str, requests: list[RunRequest], *, force: bool,
-                ) -> tuple[list[RunRequest], list[str]]:
-    """Split requests into those to train and run_ids already trained on the same data and code."""
-    todo, reused = steps.split_reused(warehouse, grid_id, requests, force=force)
-    _logger().info("grid %s: %d configs, %d reused, %d to train", grid_id, len(requests),
-                          len(reused), len(todo))
-    return todo, reused
+                          "marked interrupted (its stored runs are reused)", earlier)
+    _logger().info("grid %s: %d configs, %d reused, %d to train", ledger.grid_id,
+                   len(prepared.requests), len(ledger.reused), len(ledger.todo))
+    return ledger
 
 
 @task(name="close-grid", cache_policy=NO_CACHE)
-def close_grid(warehouse: Path, grid_id: str, *, trained: int, reused: int, failed: int,
-               seconds: float) -> dict:
-    run = steps.close_grid(warehouse, grid_id, trained=trained, reused=reused, failed=failed,
-                           seconds=seconds)
-    _logger().info("grid %s %s: %s", grid_id, run.status, run.summary())
-    return run.to_dict()
+def close_grid(ledger: GridLedger, *, failed: int) -> dict:
+    closed = ledger.close(failed=failed)
+    _logger().info("grid %s %s: %s", closed.grid_id, closed.status, closed.summary())
+    return closed.to_dict()
 
 
 @task(name="plan-packs-here", cache_policy=NO_CACHE)
@@ -82,10 +69,10 @@ def plan_packs_here(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus
     return packs
 
 
-@task(name="plan-devices-here", cache_policy=NO_CACHE)
-def plan_devices_here(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
+@task(name="place-packs-here", cache_policy=NO_CACHE)
+def place_packs_here(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
     """Place packs on devices; each GPU gets a global concurrency limit with its slots."""
-    plan = plan_devices(n_packs, gpu_count=gpus, slots_per_gpu=slots_per_gpu)
+    plan = ledgers.place_packs(n_packs, gpus, slots_per_gpu)
     if plan.limits:
         with get_client(sync_client=True) as client:
             for name, slots in plan.limits.items():

@@ -1,8 +1,8 @@
-"""Prefect task wrappers for the data path: retries and names here, logic in seqlab.ingest."""
+"""Prefect task wrappers for the data path: retries and names here, logic in seqlab.runners.ingest."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import datetime
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -11,11 +11,10 @@ from prefect.cache_policies import NO_CACHE
 from seqlab.checks.dataset import DatasetValidation
 from seqlab.ingest.fetch import FetchError, FetchLimitReached, FetchRefused, SourceLimits
 from seqlab.ingest.options import IngestOptions, IngestSummary, summary_lines
-from seqlab.ingest.parse import ParsedSource, parse_source
+from seqlab.ingest.parse import ParsedSource
 from seqlab.ingest.sources import RawSource, SourceError, read_sources
 from seqlab.runners import ingest as runner
-from seqlab.schemas.prices import RowValidation, validate_rows
-from seqlab.schemas.row_rules import ValueLimits
+from seqlab.schemas.prices import RowValidation
 from seqlab.warehouse import StoreResult
 
 
@@ -41,28 +40,29 @@ def read_source_files(source: str, limits: SourceLimits = SourceLimits()) -> lis
 
 
 @task(name="parse-file", task_run_name="parse-{raw.name}", cache_policy=NO_CACHE)
-def parse_file(raw: RawSource, symbol: str) -> ParsedSource:
-    return parse_source(raw, symbol=symbol)
+def parse_file(raw: RawSource, options: IngestOptions) -> ParsedSource:
+    return runner.parse_raw(raw, options)
 
 
 @task(name="validate-file-rows", cache_policy=NO_CACHE)
-def validate_file_rows(
-    parsed: ParsedSource, today: date | None = None, limits: ValueLimits = ValueLimits()
-) -> RowValidation:
-    return validate_rows(parsed.rows, today=today, limits=limits)
+def validate_file_rows(parsed: ParsedSource, options: IngestOptions) -> RowValidation:
+    return runner.validate_parsed(parsed, options)
 
 
 # The warehouse file may be held by another writer for a while: retry with backoff.
 @task(name="store-file", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
-def store_file(
-    parsed: ParsedSource, validation: RowValidation, options: IngestOptions
-) -> StoreResult:
-    return runner.store_parsed(parsed, validation, options, datetime.now(UTC))
+def store_file(parsed: ParsedSource, validation: RowValidation, options: IngestOptions,
+               started_at: datetime) -> StoreResult:
+    return runner.store_parsed(parsed, validation, options, started_at)
 
 
 @task(name="check-stored-dataset", retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
 def check_stored_dataset(options: IngestOptions, data_version: str) -> DatasetValidation:
     return runner.gate_dataset(options, data_version)
+
+
+# One file's ingest as tasks: the same runner.ingest_raw as the CLI's, step by step.
+TASK_STEPS = runner.IngestSteps(parse_file, validate_file_rows, store_file, check_stored_dataset)
 
 
 @task(name="publish-ingest-summary", cache_policy=NO_CACHE)

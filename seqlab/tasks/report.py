@@ -12,8 +12,6 @@ from seqlab.runners.report import REPORT_KEY, build_report
 from seqlab.tasks.artifacts import publish_report_artifacts
 from seqlab.warehouse.reports import latest_grid_id
 
-ARTIFACT_KEY = REPORT_KEY  # the markdown artifact's key (kept for readers of the old name)
-
 
 def report_dir(output_dir: Path, grid_id: str) -> Path:
     """Where the flow puts a grid's report: one folder per grid under the output folder."""

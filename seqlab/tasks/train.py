@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from prefect import get_run_logger, task, unmapped
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
-from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from seqlab.grid import run as steps
 from seqlab.grid.execute import train_placed_pack
-from seqlab.grid.plan import DevicePlan, pack_label
+from seqlab.grid.plan import pack_label
 from seqlab.grid.requests import RunOutcome, RunRequest
 from seqlab.grid.results import outcome_frames, write_frames
+from seqlab.runners.grid import GridLedger
 
 
 def _pack_run_name() -> str:
@@ -38,9 +33,9 @@ def train_pack(pack: list[RunRequest], gpu_limit: str | None = None,
 
 
 @task(name="store-results", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
-def store_results(warehouse: Path, grid_id: str, outcomes: list[RunOutcome]) -> int:
+def store_results(ledger: GridLedger, outcomes: list[RunOutcome]) -> int:
     """The single writer: runs, epoch metrics, predictions and feature keys, one transaction."""
-    return steps.store_outcomes(warehouse, grid_id, outcomes)
+    return ledger.deliver(outcomes)
 
 
 @task(name="deliver-outcome", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
@@ -52,50 +47,6 @@ def deliver_outcome(outcome: RunOutcome, grid_id: str, location: str) -> str:
 
 
 @task(name="store-shard-results", retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
-def store_shard_results(warehouse: Path, grid_id: str, shard: dict) -> int:
+def store_shard_results(ledger: GridLedger, shard: dict) -> int:
     """Load one shard's Parquet results into the warehouse; returns the shard's failed runs."""
-    return steps.store_shard(warehouse, grid_id, shard)
-
-
-def train_and_deliver(packs: list[list[RunRequest]], plan: DevicePlan, grid_id: str,
-                      pack_mode: str, *, warehouse: str | None = None,
-                      results: str | None = None) -> int:
-    """One mapped train-pack task per pack, as many at once as the device plan has workers;
-    each pack's outcomes are delivered as it finishes.
-
-    Delivered means stored in the warehouse (the grid's own process) or written as Parquet
-    under ``results`` (a shard on a pool worker). A progress artifact and a log line per
-    run follow the grid. Returns the number of failed runs.
-    """
-    artifact_id = create_progress_artifact(
-        progress=0.0, key="grid-progress", description=f"grid {grid_id}: configs done")
-
-    def deliver(outcomes: list[RunOutcome]) -> None:
-        if warehouse is not None:
-            store_results(Path(warehouse), grid_id, outcomes)
-        else:
-            for outcome in outcomes:
-                deliver_outcome(outcome, grid_id, results)
-
-    parameters = {"pack": plan.place(packs), "gpu_limit": plan.limit_names(),
-                  "pack_mode": unmapped(pack_mode), "cpu_threads": unmapped(plan.cpu_threads)}
-    # The runner used directly (not the flow's): the plan decides how many packs train at once.
-    with ThreadPoolTaskRunner(max_workers=plan.workers) as runner:
-        futures = runner.map(train_pack, parameters)
-        return steps.follow_outcomes(
-            (future.result() for future in as_completed(futures)), sum(len(p) for p in packs),
-            deliver, get_run_logger().info,
-            lambda fraction: update_progress_artifact(artifact_id, progress=100.0 * fraction))
-
-
-def train_on_host(todo: list[RunRequest], grid_id: str, *, slots_per_gpu: int, pack_size: int,
-                  pack_mode: str, output_dir: Path, warehouse: str | None = None,
-                  results: str | None = None) -> int:
-    """Packs planned for this host's devices, trained and delivered; returns the failed runs."""
-    from seqlab.grid.plan import gpu_count
-    from seqlab.tasks.grid import plan_devices_here, plan_packs_here
-
-    gpus = gpu_count()
-    packs = plan_packs_here(todo, pack_size, pack_mode, gpus, slots_per_gpu, output_dir)
-    plan = plan_devices_here(len(packs), gpus, slots_per_gpu)
-    return train_and_deliver(packs, plan, grid_id, pack_mode, warehouse=warehouse, results=results)
+    return ledger.deliver_shard(shard)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import duckdb
 
+from seqlab.schemas.run_tables import RUN_TABLES_SQL
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
 from seqlab.warehouse.integrity import is_disk_full
-from seqlab.warehouse.run_tables import RUN_TABLES_SQL
 from seqlab.warehouse.views import DYNAMICS_V4_SQL, REPORT_TABLES_SQL, SELECTION_V6_SQL
 
 

@@ -151,12 +151,3 @@ def record_report(
                 f"recording report {record.report_id} of grid {record.grid_id} in {path} "
                 f"failed: {exc}"
             ) from exc
-
-
-def load_reports(path: Path, grid_id: str | None = None, *, timeout_s: float = 10.0) -> pl.DataFrame:
-    """Recorded report builds (of one grid, or all), oldest first."""
-    with connect(path, read_only=True, timeout_s=timeout_s) as con:
-        return con.sql(
-            "SELECT * FROM reports WHERE $grid IS NULL OR grid_id = $grid ORDER BY built_at",
-            params={"grid": grid_id},
-        ).pl()

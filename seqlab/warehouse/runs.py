@@ -12,18 +12,18 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from seqlab.schemas.run_tables import FRAME_SCHEMAS
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.connection import connect
 from seqlab.warehouse.errors import WarehouseQueryError, WarehouseStoreError
 from seqlab.warehouse.grid_owners import interrupt_abandoned_grids, owner_message
 from seqlab.warehouse.integrity import damage_in
-from seqlab.warehouse.run_tables import FRAME_SCHEMAS
 
 _RESULT_TABLES = ("runs", "epoch_metrics", "predictions")
 
 
 def _insert_columns(table: str) -> list[str]:
-    """The table's frame columns (seqlab.warehouse.run_tables), plus runs' stored_at stamp."""
+    """The table's frame columns (seqlab.schemas.run_tables), plus runs' stored_at stamp."""
     return [*FRAME_SCHEMAS[table], *(["stored_at"] if table == "runs" else [])]
 
 
@@ -133,13 +133,6 @@ def store_run_results(
     return len(run_ids)
 
 
-def load_grid(path: Path, grid_id: str, *, timeout_s: float = 10.0) -> dict | None:
-    with connect(path, read_only=True, timeout_s=timeout_s) as con:
-        frame = con.sql("SELECT * FROM grids WHERE grid_id = $g", params={"g": grid_id}).pl()
-    return frame.to_dicts()[0] if frame.height else None
-
-
-
 def load_run_checkpoint(path: Path, run_id: str, *, timeout_s: float = 10.0
                         ) -> tuple[str | None, str, str | None] | None:
     """A stored run's checkpoint path, symbol and the checkpoint's sha256 (None for runs
@@ -201,3 +194,22 @@ def best_validated_run(path: Path, symbol: str, *, timeout_s: float = 10.0) -> t
             [symbol, SINGLE_RUN_PRESET],
         ).fetchone()
     return None if row is None else (row[0], row[1])
+
+
+def symbols_with_runs(path: Path, *, timeout_s: float = 10.0) -> list[str]:
+    """Symbols that have a validated run ``best_validated_run`` could pick, sorted."""
+    if not Path(path).exists():
+        return []
+    with connect(path, read_only=True, timeout_s=timeout_s) as con:
+        rows = con.execute(
+            """
+            SELECT DISTINCT g.symbol
+            FROM grids g JOIN grid_runs l ON l.grid_id = g.grid_id JOIN runs r ON r.run_id = l.run_id
+            WHERE coalesce(g.preset, '') <> ? AND r.status = 'ok'
+              AND r.selected_on = 'validation' AND r.best_val_loss IS NOT NULL
+              AND r.checkpoint_path IS NOT NULL
+            ORDER BY g.symbol
+            """,
+            [SINGLE_RUN_PRESET],
+        ).fetchall()
+    return [r[0] for r in rows]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from seqlab.warehouse.connection import connect
@@ -146,12 +145,3 @@ def _limited(
             return
         stream.rows += batch.num_rows
         yield batch
-
-
-def run_user_query(
-    path: Path, sql: str, *, timeout_s: float = 10.0, limits: QueryLimits = QueryLimits()
-) -> pl.DataFrame:
-    """The whole (capped) result of user SQL as one frame; ``timeout_s`` bounds the lock wait."""
-    with open_user_query(path, sql, limits=limits, lock_timeout_s=timeout_s) as stream:
-        batches = list(stream.batches)
-        return pl.from_arrow(pa.Table.from_batches(batches, schema=stream.schema))

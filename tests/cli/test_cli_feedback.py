@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from seqlab import cli
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
-from seqlab.grid.run import run_grid
+from seqlab.runners.grid import run_grid
 from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.sample import write_sample_csv
 from seqlab.warehouse import query
@@ -94,18 +94,18 @@ def test_a_grid_with_nothing_to_train_skips_prefect_and_reuses_its_report(monkey
     def no_training(*args, **kwargs):
         raise AssertionError("the reuse path trained")
 
-    import seqlab.flows.ephemeral
-    import seqlab.grid.run
+    import seqlab.runners.grid
+    import seqlab.runtime.watchdog
 
-    monkeypatch.setattr(seqlab.grid.run, "train_placed_pack", no_training)
-    monkeypatch.setattr(seqlab.flows.ephemeral, "start_watched_server", no_training)
+    monkeypatch.setattr(seqlab.runners.grid, "train_placed_pack", no_training)
+    monkeypatch.setattr(seqlab.runtime.watchdog, "start_watched_server", no_training)
     args = ["run", "--data", str(sample), *TINY, "--warehouse", str(settings.warehouse),
             "--out", str(settings.output_dir)]
     rerun = CliRunner().invoke(cli.app, args)
     assert rerun.exit_code == 0, rerun.output
     assert "0 configs to train, 3 reused" in rerun.output
     assert f"nothing to train: 3 reused (grid {first.grid_id})" in rerun.output
-    report = settings.output_dir / "reports" / first.grid_id / "index.html"
+    report = (settings.output_dir / "reports" / first.grid_id / "index.html").resolve()
     assert f"report: {report}" in rerun.output and report.is_file()
     assert "starting Prefect" not in rerun.output
 
@@ -127,6 +127,12 @@ def test_a_grid_with_nothing_to_train_skips_prefect_and_reuses_its_report(monkey
     assert rebuilt.exit_code == 0, rebuilt.output
     assert str(report) in rebuilt.output  # its grid's own folder, never reports/index.html
     assert not (settings.output_dir / "reports" / "index.html").exists()
+    # A one-off report elsewhere is not this output folder's: the next run points here again.
+    oneoff = CliRunner().invoke(cli.app, ["report", "--warehouse", str(settings.warehouse),
+                                          "--out", str(tmp_path / "oneoff")])
+    assert oneoff.exit_code == 0, oneoff.output
+    after = CliRunner().invoke(cli.app, args)
+    assert after.exit_code == 0 and f"report: {report}" in after.output, after.output
 
 
 def test_a_grid_sharing_trained_runs_with_others_links_them_without_prefect(monkeypatch, tmp_path):
@@ -138,9 +144,9 @@ def test_a_grid_sharing_trained_runs_with_others_links_them_without_prefect(monk
     for cells in (["rnn"], ["lstm", "gru"]):
         run_grid(resolve_spec(GridParams(preset="tiny", cells=cells, epochs=1, lookback=10)),
                  settings, symbol="ETH-SYNTHETIC", preset="tiny", log=lambda line: None)
-    import seqlab.flows.ephemeral
+    import seqlab.runtime.watchdog
 
-    monkeypatch.setattr(seqlab.flows.ephemeral, "start_watched_server",
+    monkeypatch.setattr(seqlab.runtime.watchdog, "start_watched_server",
                         lambda: (_ for _ in ()).throw(AssertionError("Prefect started")))
     rerun = CliRunner().invoke(cli.app, ["run", "--data", str(sample), *TINY, "--warehouse",
                                          str(settings.warehouse), "--out", str(settings.output_dir)])

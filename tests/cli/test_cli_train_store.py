@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from seqlab.cli import app
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
-from seqlab.grid.run import run_grid
+from seqlab.runners.grid import run_grid
 from seqlab.warehouse import query
 from tests.conftest import COINCODEX
 

@@ -33,7 +33,8 @@ def test_report_flow_writes_files_records_build_and_publishes_artifact(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from seqlab.flows.report import ARTIFACT_KEY, build_grid_report
+    from seqlab.flows.report import build_grid_report
+    from seqlab.runners.report import REPORT_KEY
 
     result = build_grid_report(warehouse=str(constructed_warehouse),
                                output_dir=str(tmp_path / "out"))  # latest grid
@@ -50,7 +51,7 @@ def test_report_flow_writes_files_records_build_and_publishes_artifact(
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_KEY]))
         )
     # Other flow tests in this session publish reports under the same key: take this grid's.
     ours = [a.data for a in artifacts if "Report: grid flow-grid" in (a.data or "")]

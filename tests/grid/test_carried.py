@@ -12,8 +12,9 @@ import pytest
 
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
-from seqlab.grid.carried import CarriedWorkError, export_work, import_results, train_work
-from seqlab.grid.run import run_grid
+from seqlab.grid.carried import CarriedWorkError, train_work
+from seqlab.runners.carried import export_work, import_results
+from seqlab.runners.grid import run_grid
 from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.sample import SYNTHETIC_SYMBOL, SampleSpec, write_sample_csv
 from seqlab.warehouse import query

@@ -78,6 +78,7 @@ def test_grid_killed_mid_run_resumes_without_duplicates(tmp_path, prefect_harnes
 
 
 def test_missing_shard_results_are_recorded_as_failed_runs(tmp_path, coincodex_prices):
+    from seqlab.runners.grid import GridLedger
     from seqlab.tasks.train import store_shard_results
 
     prices = tmp_path / "prices.parquet"
@@ -93,7 +94,7 @@ def test_missing_shard_results_are_recorded_as_failed_runs(tmp_path, coincodex_p
     write_frames(outcome_frames([train_request(present)], "g"), str(location / "present"))
     shard = {"location": str(location), "state": "CRASHED",
              "requests": [present.to_dict(), lost.to_dict()]}
-    failed = store_shard_results.fn(tmp_path / "w.duckdb", "g", shard)
+    failed = store_shard_results.fn(GridLedger(tmp_path / "w.duckdb", "g", [], []), shard)
     assert failed == 1
     runs = query(tmp_path / "w.duckdb", "SELECT run_id, status, error FROM runs ORDER BY run_id")
     assert runs["status"].to_list() == ["failed", "ok"]

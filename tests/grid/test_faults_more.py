@@ -23,8 +23,7 @@ from seqlab.grid.requests import RunOutcome, RunRequest, plan_requests
 from seqlab.grid.results import outcome_frames
 from seqlab.warehouse import WarehouseLocked, current_data_version, query
 from seqlab.warehouse.runs import start_grid, store_run_results
-from seqlab.warehouse.sandbox import run_user_query
-from tests.conftest import REPO_ROOT, ingest_coincodex
+from tests.conftest import REPO_ROOT, ingest_coincodex, recorded_reports, run_user_query
 
 TINY_CONFIG = dict(hidden=4, epochs=2, lookback=10)
 READ_TIMEOUT_S = 3.0
@@ -208,7 +207,6 @@ def test_reads_and_report_builds_during_grid_writes_see_whole_transactions(
 ):
     """DuckDB lets one process hold a file: readers wait for the writer's store to end (bounded)."""
     from seqlab.runners.report import build_report
-    from seqlab.warehouse.reports import load_reports
 
     warehouse, grid_id = _copy(ingested, tmp_path), "g-concurrent"
     _open_grid(warehouse, grid_id)
@@ -243,7 +241,7 @@ def test_reads_and_report_builds_during_grid_writes_see_whole_transactions(
     assert succeeded == sorted(succeeded), seen  # never a view older than one already seen
     assert len(set(succeeded)) >= 3 and stores >= max(succeeded), (seen, stores)
     # The build read one consistent state between the counts seen just before and after it.
-    built = load_reports(warehouse, grid_id)
+    built = recorded_reports(warehouse, grid_id)
     assert built["report_id"].to_list() == [build.report_id]
     assert before_report <= built["n_runs"][0] <= (after_report or stores)
     assert build.html_path.is_file()
@@ -294,7 +292,7 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
 
     import seqlab.tasks.grid as grid_tasks
     from seqlab.flows.train import train_shard
-    from seqlab.tasks.grid import reuse_finished_runs
+    from seqlab.runners.grid import GridLedger, already_trained
     from seqlab.tasks.train import deliver_outcome, store_shard_results
 
     deployment = f"faults-{uuid.uuid4().hex[:8]}"
@@ -332,7 +330,8 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
         client.set_flow_run_state(shards[1]["flow_run_id"], Cancelled(), force=True)
 
     warehouse = tmp_path / "w.duckdb"
-    failed = [store_shard_results.fn(warehouse, grid_id, shard) for shard in shards]
+    ledger = GridLedger(warehouse, grid_id, [], [])
+    failed = [store_shard_results.fn(ledger, shard) for shard in shards]
     assert failed == [0, 2]
     runs = query(warehouse, "SELECT run_id, status, error FROM runs")
     hung = {r["run_id"] for r in shards[1]["requests"]}
@@ -346,8 +345,9 @@ def test_a_shard_that_never_returns_times_out_and_its_runs_are_retrained(
             assert row["status"] == "ok" and row["error"] is None
     assert set(runs["run_id"]) == hung | delivered and len(hung) == len(delivered) == 2
     # Planning the grid again trains the timed-out runs and reuses the delivered ones.
-    todo, reused = reuse_finished_runs.fn(warehouse, f"{grid_id}-again", requests, force=False)
-    assert {r.run_id for r in todo} == hung and set(reused) == delivered
+    reused = already_trained(warehouse, requests, force=False)
+    todo = [r for r in requests if r.run_id not in reused]
+    assert {r.run_id for r in todo} == hung and reused == delivered
 
 
 OOM_GRID = dict(cells=["rnn", "gru"], depths=[1], norms=["none", "layer"], feature_sets=["close"],

@@ -16,8 +16,8 @@ import torch
 
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
-from seqlab.grid.run import run_grid
 from seqlab.models import triton_rnn
+from seqlab.runners.grid import run_grid
 from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.sample import SYNTHETIC_SYMBOL, SampleSpec, write_sample_csv
 from seqlab.warehouse import query

@@ -26,7 +26,7 @@ from seqlab.checks.dataset import DatasetCheckConfig
 from seqlab.ingest.lines import _read_lines_lossy, read_lines
 from seqlab.ingest.parse import UnknownLayoutError
 from seqlab.runners.ingest import IngestOptions, IngestSummary, ingest_source
-from seqlab.schemas.canonical import CANONICAL_SCHEMA, empty_rejects
+from seqlab.schemas.canonical import CANONICAL_SCHEMA, REJECT_SCHEMA
 from seqlab.warehouse import (
     IngestRecord,
     connect,
@@ -637,9 +637,9 @@ def test_a_first_load_hashes_its_frame_to_the_version_read_back_from_the_table(t
     )
     warehouse = tmp_path / "w.duckdb"
     record = IngestRecord("X", "generated.csv", "0" * 64, "generated", 4, datetime.now(UTC))
-    stored = store_ingest(warehouse, record, rows, empty_rejects())
+    stored = store_ingest(warehouse, record, rows, pl.DataFrame(schema=REJECT_SCHEMA))
     with connect(warehouse) as con:
         assert stored.data_version == data_version(con, "X") != "empty"
     # The same rows again go through the read-back path and must not look changed.
-    again = store_ingest(warehouse, record, rows.reverse(), empty_rejects())
+    again = store_ingest(warehouse, record, rows.reverse(), pl.DataFrame(schema=REJECT_SCHEMA))
     assert (again.rows_unchanged, again.data_version) == (4, stored.data_version)

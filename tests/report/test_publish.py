@@ -22,7 +22,6 @@ from seqlab.cli import app
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
 from seqlab.grid.requests import code_version
-from seqlab.grid.run import run_grid
 from seqlab.report.claims import claims_document, evaluate_claims
 from seqlab.report.output import MANIFEST
 from seqlab.report.publish import (
@@ -31,6 +30,7 @@ from seqlab.report.publish import (
     RUN_COLUMNS,
     verdicts_markdown,
 )
+from seqlab.runners.grid import run_grid
 from seqlab.runners.report import build_report
 from seqlab.warehouse import current_data_version, query
 from seqlab.warehouse.runs import start_grid

@@ -12,15 +12,16 @@ import polars as pl
 import pytest
 
 from seqlab.report.dynamics import late_wobble
-from seqlab.warehouse import WarehouseQueryError, WarehouseStoreError, connect, query
-from seqlab.warehouse.reports import ReportRecord, latest_grid_id, load_reports, record_report
-from seqlab.warehouse.run_tables import (
+from seqlab.schemas.run_tables import (
     EPOCH_COLUMNS,
     FEATURE_COLUMNS,
     PREDICTION_COLUMNS,
     RUN_COLUMNS,
 )
+from seqlab.warehouse import WarehouseQueryError, WarehouseStoreError, connect, query
+from seqlab.warehouse.reports import ReportRecord, latest_grid_id, record_report
 from seqlab.warehouse.runs import link_runs, start_grid, store_run_results
+from tests.conftest import recorded_reports
 
 # A smooth curve: minimum 0.1, first within 10% (<= 0.11) at epoch 7.
 SMOOTH = [1.0, 0.5, 0.3, 0.2, 0.15, 0.12, 0.11, 0.105, 0.1, 0.1]
@@ -161,7 +162,7 @@ def test_claims_view_shows_the_latest_report_only(warehouse: Path) -> None:
         record_report(warehouse, record, claims(verdict))
     view = query(warehouse, "SELECT * FROM claims")
     assert view["report_id"].to_list() == ["rep1"] and view["verdict"].to_list() == ["supported"]
-    assert load_reports(warehouse, "g1")["report_id"].to_list() == ["rep0", "rep1"]
+    assert recorded_reports(warehouse, "g1")["report_id"].to_list() == ["rep0", "rep1"]
 
 
 def test_report_record_is_all_or_nothing(warehouse: Path) -> None:
@@ -169,7 +170,7 @@ def test_report_record_is_all_or_nothing(warehouse: Path) -> None:
     record = ReportRecord("r", "g1", "/x", "/x/i.html", "/x/r.md", [], 0, {}, 0, 0.0, "0")
     with pytest.raises(WarehouseStoreError, match="recording report r of grid g1"):
         record_report(warehouse, record, bad)
-    assert load_reports(warehouse).is_empty()
+    assert recorded_reports(warehouse).is_empty()
 
 
 def test_latest_grid_id_of_an_empty_warehouse_says_so(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
-from seqlab.grid.run import run_grid
+from seqlab.runners.grid import run_grid
 from seqlab.warehouse import query
 from tests.conftest import COINCODEX, ingest_coincodex
 

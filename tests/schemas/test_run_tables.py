@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from seqlab.schemas.run_tables import FRAME_SCHEMAS
 from seqlab.warehouse import apply_migrations
-from seqlab.warehouse.run_tables import FRAME_SCHEMAS
 
 _DUCKDB_TYPES = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Float64: "DOUBLE", pl.Date: "DATE"}
 # Stamped by the store as it writes, never part of a frame.

@@ -1,4 +1,4 @@
-"""Task functions called directly (no Prefect run): the gate, reuse, bookkeeping."""
+"""Task functions called directly (no Prefect run): the gate, the snapshot, the ledger's reuse."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from seqlab.engine.result import TrainResult
 from seqlab.grid import PRESETS
 from seqlab.grid.requests import RunOutcome, plan_requests
 from seqlab.grid.results import outcome_frames
-from seqlab.tasks.grid import GateClosed, require_gate, reuse_finished_runs, snapshot_prices
+from seqlab.runners.grid import PreparedGrid, gate_prices
+from seqlab.tasks.grid import GateClosed, open_grid, snapshot_prices
 from seqlab.warehouse import query
 from seqlab.warehouse.runs import start_grid, store_run_results
 from tests.conftest import ingest_coincodex
@@ -21,16 +22,16 @@ def warehouse(tmp_path_factory):
 
 
 def test_gate_gives_the_current_version_or_refuses(warehouse):
-    data_version, rows = require_gate.fn(warehouse, "ETH")
+    data_version, rows = gate_prices(warehouse, "ETH")
     assert rows == 3654 and len(data_version) == 64
     with pytest.raises(GateClosed, match="refusing to train on BTC"):
-        require_gate.fn(warehouse, "BTC")
+        gate_prices(warehouse, "BTC")
 
 
 def test_snapshot_is_named_by_data_version_and_matches_the_prices(warehouse, tmp_path):
     import polars as pl
 
-    version, _ = require_gate.fn(warehouse, "ETH")
+    version, _ = gate_prices(warehouse, "ETH")
     path = snapshot_prices.fn(warehouse, "ETH", version, tmp_path)
     assert version[:16] in path
     frame = pl.read_parquet(path)
@@ -51,9 +52,12 @@ def test_reuse_splits_finished_runs_from_the_rest(warehouse, tmp_path):
         baseline_rmse_usd=1.0, baseline_mae_usd=1.0, baseline_mape_pct=1.0,
         baseline_directional_accuracy=0.5, predictions={})
     store_run_results(warehouse, "g1", outcome_frames([RunOutcome(requests[0], fake)], "g1").as_dict())
-    todo, reused = reuse_finished_runs.fn(warehouse, "g2", requests, force=False)
-    assert reused == [requests[0].run_id] and todo == [requests[1]]
-    todo, reused = reuse_finished_runs.fn(warehouse, "g3", requests, force=True)
-    assert reused == [] and todo == requests
+    prepared = PreparedGrid("ETH", "dv", 3654, "unused", requests)
+    ledger = open_grid.fn(warehouse, PRESETS["tiny"], prepared, preset="tiny", dispatch="local",
+                          force=False)
+    assert ledger.reused == [requests[0].run_id] and ledger.todo == [requests[1]]
+    forced = open_grid.fn(warehouse, PRESETS["tiny"], prepared, preset="tiny", dispatch="local",
+                          force=True)
+    assert forced.reused == [] and forced.todo == requests
     links = query(warehouse, "SELECT grid_id, reused FROM grid_runs ORDER BY grid_id")
-    assert links.rows() == [("g1", False), ("g2", True)]
+    assert sorted(links.rows()) == sorted([("g1", False), (ledger.grid_id, True)])

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 
 from seqlab.cli import app
 from seqlab.warehouse import WarehouseQueryError, query
-from seqlab.warehouse.sandbox import run_user_query
-from tests.conftest import ingest_coincodex
+from tests.conftest import ingest_coincodex, run_user_query
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from seqlab.schemas.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA, empty_rejects
+from seqlab.schemas.canonical import CANONICAL_COLUMNS, CANONICAL_SCHEMA, REJECT_SCHEMA
 from seqlab.warehouse import (
     EMPTY_DATA_VERSION,
     MIGRATIONS,
@@ -98,12 +98,12 @@ def make_rejects(lines: list[int]) -> pl.DataFrame:
             "rule": ["price_not_numeric"] * len(lines),
             "detail": [f"column open is not a number on line {n}" for n in lines],
         },
-        schema=dict(empty_rejects().schema),
+        schema=REJECT_SCHEMA,
     )
 
 
 def store(path: Path, valid: pl.DataFrame, rejects: pl.DataFrame | None = None, **kw):
-    rejects = empty_rejects() if rejects is None else rejects
+    rejects = pl.DataFrame(schema=REJECT_SCHEMA) if rejects is None else rejects
     record = IngestRecord(
         symbol=kw.pop("symbol", "ETH"),
         source=kw.pop("source", "generated.csv"),
@@ -423,7 +423,7 @@ def test_frames_the_store_cannot_take_are_refused_before_opening(warehouse, mang
 def test_rows_read_must_equal_valid_plus_quarantined(warehouse):
     record = IngestRecord("ETH", "x.csv", "0" * 64, "generated", 11, datetime.now(UTC))
     with pytest.raises(ValueError, match="rows_read=11 but 10 valid"):
-        store_ingest(warehouse, record, make_prices(10), empty_rejects())
+        store_ingest(warehouse, record, make_prices(10), pl.DataFrame(schema=REJECT_SCHEMA))
 
 
 # --- locking and opening -----------------------------------------------------------------
