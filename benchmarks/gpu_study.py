@@ -1,7 +1,8 @@
 """Train a study grid on a borrowed GPU that has torch and triton but no Prefect or DuckDB.
 
-Three steps around ``seqlab.grid.carried`` (the grid travels as a folder, results come
-back as Parquet, the warehouse's machine stays the one writer):
+Three steps around ``seqlab.runners.carried`` (here) and ``seqlab.grid.carried`` (there):
+the grid travels as a folder, results come back as Parquet, the warehouse's machine stays
+the one writer:
 
     # here: gate, snapshot the validated prices, list the configs not trained yet
     python benchmarks/gpu_study.py export --warehouse W.duckdb --dir .study --preset study

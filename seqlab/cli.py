@@ -1,4 +1,9 @@
-"""The ``seqlab`` command line: thin wrappers over the pipeline functions."""
+"""The ``seqlab`` command line: it parses settings, calls the runners and the runtime, prints.
+
+Settings are read here, once per command (``Settings.from_env`` and the ``SEQLAB_*`` limits),
+and passed down; below the commands, flows and tasks only the GPU kernels' tuning variables
+(``SEQLAB_CUDA_TF32``, ``SEQLAB_FUSED_*``, read where the kernels are chosen) come from it.
+"""
 
 from __future__ import annotations
 

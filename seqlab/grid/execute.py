@@ -1,4 +1,5 @@
-"""Train a request or a pack: the only place in the grid runtime that calls the engine.
+"""Train a request or a pack: the only caller of the engine's trainers (every runtime, the
+plain runners, the Prefect tasks and carried work, trains through these functions).
 
 Every function returns outcomes, never raises for a failed run: a crash is recorded on the
 run's row and the rest of the grid goes on.

@@ -29,7 +29,7 @@ class DataSummary:
     symbol: str
     synthetic: bool
     data_version: str
-    sources: list[dict]  # one per ingestion: source, layout, sha256, rows read/valid/quarantined
+    sources: list[dict]  # one per file (its latest ingestion): source, layout, sha256, rows, ingestions
     quarantine_rules: dict[str, int]
     rows: int | None
     first_date: str | None
@@ -54,12 +54,17 @@ def summarize_data(grid: dict, frames: dict[str, pl.DataFrame]) -> DataSummary:
     """The data section from the grid row and the ingestions/quarantine/validations frames."""
     symbol, version = grid["symbol"], grid["data_version"]
     ingestions = frames["ingestions"]
-    sources = [
-        {k: row[k] for k in ("source", "layout", "rows_read", "rows_valid", "rows_quarantined",
-                             "rows_inserted", "rows_updated", "data_version", "started_at")}
-        | {"sha256": row["sha256"][:12]}
-        for row in ingestions.iter_rows(named=True)
-    ]  # fmt: skip
+    # One row per file (source and content): the same file ingested again is its latest
+    # ingestion, with the count, so neither the table nor the quarantined total repeats it.
+    by_file: dict[tuple[str, str], dict] = {}
+    for row in ingestions.iter_rows(named=True):
+        key = (row["source"], row["sha256"])
+        times = by_file.pop(key, {}).get("ingestions", 0) + 1
+        by_file[key] = {k: row[k] for k in (
+            "source", "layout", "rows_read", "rows_valid", "rows_quarantined", "rows_inserted",
+            "rows_updated", "data_version", "started_at")} | {"sha256": row["sha256"][:12],
+                                                               "ingestions": times}
+    sources = list(by_file.values())
     rules: dict[str, int] = {}
     for rule, rows in frames["quarantine"].select("rule", "rows").iter_rows():
         rules[rule] = rules.get(rule, 0) + int(rows)

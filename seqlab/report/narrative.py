@@ -94,7 +94,7 @@ def data_facts(data: DataSummary) -> list[tuple[str, str]]:
         facts.append(("lookback", f"{data.lookback} days, predicting the next day's close"))
     for feature_set, columns in data.feature_columns.items():
         facts.append((f"features '{feature_set}'", ", ".join(columns)))
-    facts.append(("rows quarantined", f"{data.rows_quarantined:,} across {len(data.sources)} ingestion(s)"))
+    facts.append(("rows quarantined", f"{data.rows_quarantined:,} across {len(data.sources)} source file(s)"))
     facts.append(("validation gate", gate_text))
     return facts
 

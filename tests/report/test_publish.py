@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import seqlab.cli
+import seqlab.runtime.job
 from seqlab.cli import app
 from seqlab.config import Settings
 from seqlab.grid import GridParams, resolve_spec
@@ -152,11 +152,11 @@ def test_the_command_parses_back_into_the_same_grid(study, monkeypatch) -> None:
     assert words[:2] == ["seqlab", "run"] and "--preset" in words and "tiny" in words
     seen = {}
 
-    def stop(data, symbol, spec, *rest):
-        seen.update(data=data, symbol=symbol, spec=spec)
+    def stop(data, spec, settings, options, **rest):
+        seen.update(data=data, symbol=options.symbol, spec=spec)
         raise typer.Exit(0)
 
-    monkeypatch.setattr(seqlab.cli, "_ingest_and_plan", stop)
+    monkeypatch.setattr(seqlab.runtime.job, "ingest_and_plan", stop)
     done = CliRunner().invoke(app, words[1:])
     assert done.exit_code == 0, done.output
     assert seen == {"data": COINCODEX.name, "symbol": "ETH", "spec": resolve_spec(GRID)}
