@@ -76,5 +76,8 @@ def test_predict_best_takes_the_best_validated_run_of_the_latest_grid(tmp_path):
     predicted = CliRunner().invoke(app, ["predict", "best", "--warehouse", str(warehouse), "--json"])
     assert predicted.exit_code == 0, predicted.output
     assert json.loads(predicted.output)["run_id"] == best
+    other = CliRunner().invoke(app, ["predict", "best", "--symbol", "BTC", "--warehouse",
+                                     str(warehouse)])
+    assert other.exit_code == 2 and "grids here are of ETH (--symbol)" in other.output
     unknown = CliRunner().invoke(app, ["predict", "nope", "--warehouse", str(warehouse)])
     assert unknown.exit_code == 2 and "no checkpoint file or run_id 'nope'" in unknown.output
