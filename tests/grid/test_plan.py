@@ -179,13 +179,13 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
     from prefect import flow, task
     from prefect.client.orchestration import get_client
 
-    import seqlab.grid.plan as grid_plan
-    import seqlab.tasks.train as train_tasks
+    import seqlab.flows.host as host
+    import seqlab.runners.grid as ledgers
     from seqlab.grid.plan import gpu_limit_name
     from seqlab.grid.requests import RunOutcome
     from seqlab.grid.results import read_frames
 
-    monkeypatch.setattr(grid_plan, "gpu_count", lambda: 2)
+    monkeypatch.setattr(ledgers, "gpu_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=0: (80 * GIB, 80 * GIB))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Simulated GPU")
 
@@ -194,15 +194,20 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
         return [RunOutcome(r, None, f"placed {r.device} {gpu_limit} pack {len(pack)}", "host")
                 for r in pack]
 
-    monkeypatch.setattr(train_tasks, "train_pack", placed)
+    monkeypatch.setattr(host, "train_pack", placed)
     configs = [TrainConfig(cell=c, seed=s, **SMALL) for c in ("rnn", "gru", "lstm") for s in range(4)]
     requests = requests_for(configs, str(tmp_path))
 
     @flow(name="grid-here")
     def grid_here(requests):  # as train-shard calls it
-        return train_tasks.train_on_host(requests, "g", slots_per_gpu=1, pack_size=0,
-                                         pack_mode="streams", output_dir=tmp_path,
-                                         results=str(tmp_path / "out"))
+        from seqlab.tasks.train import deliver_outcome
+
+        def deliver(outcomes):
+            for outcome in outcomes:
+                deliver_outcome(outcome, "g", str(tmp_path / "out"))
+
+        return host.train_host_share(requests, "g", deliver, slots_per_gpu=1, pack_size=0,
+                                     pack_mode="streams", output_dir=tmp_path)
 
     failed = grid_here(requests)
     assert failed == 12
