@@ -1,5 +1,5 @@
 """A host's share of a grid as Prefect tasks: the flows' ``HostSteps`` for
-``seqlab.runners.grid.train_on_host``, which plans, trains and delivers the same way in a
+``seqlab.runners.host.train_on_host``, which plans, trains and delivers the same way in a
 flow as in plain ``run_grid``.
 
 Packs are mapped ``train-pack`` tasks, as many at once as the device plan has workers, each
@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from seqlab.grid.plan import DevicePlan
 from seqlab.grid.requests import RunOutcome, RunRequest
-from seqlab.runners.grid import HostSteps, train_on_host
+from seqlab.runners.host import HostSteps, train_on_host
 from seqlab.tasks.grid import place_packs_here, plan_packs_here
 from seqlab.tasks.train import train_pack
 

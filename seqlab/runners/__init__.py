@@ -4,6 +4,7 @@ callable without Prefect (the Prefect tasks wrap these same steps):
 - ``ingest``: one source's files parsed, validated, stored and gated (``ingest_raw``);
 - ``grid``: a grid's life in the warehouse, the grid ledger (``GridLedger``, ``run_grid``,
   ``train_single``, ``plan_grid``);
+- ``host``: a host's share of a grid, packs planned, trained and delivered (``train_on_host``);
 - ``carried``: a grid exported as a folder for a borrowed GPU, and its results imported;
 - ``report`` and ``publish``: a grid's report and its committable study folder.
 

@@ -7,7 +7,7 @@ grid is written) and the ``train-grid`` flow, whose tasks (``seqlab/tasks/grid.p
 these same functions one by one. Training itself is the grid kit's (``seqlab.grid``), which
 needs no warehouse.
 
-A ledger in five calls::
+Training a host's share is ``seqlab.runners.host``. A ledger in five calls::
 
     prepared = prepare_grid(spec, settings, symbol)      # gate, fit, snapshot, requests
     ledger = GridLedger.open(settings.warehouse, spec, prepared, preset=..., dispatch="local")
@@ -19,27 +19,18 @@ A ledger in five calls::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from seqlab.config import Settings
 from seqlab.engine.config import TrainConfig
-from seqlab.grid.execute import train_placed_pack, train_request
-from seqlab.grid.plan import DevicePlan, gpu_count, plan_devices, plan_host_packs
-from seqlab.grid.progress import GridProgress, notify
-from seqlab.grid.requests import (
-    RunOutcome,
-    RunRequest,
-    build_grid,
-    code_version,
-    describe,
-    plan_requests,
-)
+from seqlab.grid.execute import train_request
+from seqlab.grid.requests import RunOutcome, RunRequest, build_grid, code_version, plan_requests
 from seqlab.grid.results import RunFrames, outcome_frames, read_frames
 from seqlab.grid.spec import GridSpec, check_spec_fits_data
+from seqlab.runners.host import train_on_host
 from seqlab.schemas.symbols import check_symbol
 from seqlab.warehouse import WarehouseError, load_prices
 from seqlab.warehouse.gate import check_unchanged, require_validated
@@ -225,71 +216,6 @@ class GridLedger:
                     n_reused=closed.reused, n_failed=failed,
                     message=f"{closed.summary()} in {seconds:.1f}s")
         return closed
-
-
-# --- training a host's share: packs on its devices, outcomes delivered as they finish -----
-
-def follow_outcomes(packs: Iterable[list[RunOutcome]], total: int,
-                    deliver: Callable[[list[RunOutcome]], object],
-                    log: Callable[[str], None] = print,
-                    on_fraction: Callable[[float], None] | None = None) -> int:
-    """Deliver each finished pack's outcomes, log a line per run; returns the failed runs."""
-    progress = GridProgress(total=total)
-    for outcomes in packs:
-        deliver(outcomes)
-        for outcome in outcomes:
-            progress.advance(failed=outcome.error is not None)
-            line = progress.line(describe(outcome))
-            log(line)
-            notify(progress, line)
-        if on_fraction is not None:
-            on_fraction(progress.fraction)
-    return progress.failed
-
-
-def plan_packs(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus: int,
-               slots_per_gpu: int, output_dir: Path) -> list[list[RunRequest]]:
-    """This host's requests in packs sized for its GPUs (pack_size 0 = automatic)."""
-    return plan_host_packs(todo, pack_size, pack_mode, gpus=gpus, slots_per_gpu=slots_per_gpu,
-                           output_dir=output_dir)[0]
-
-
-def place_packs(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
-    """Packs placed on this host's devices."""
-    return plan_devices(n_packs, gpu_count=gpus, slots_per_gpu=slots_per_gpu)
-
-
-def train_packs_in_threads(packs: list[list[RunRequest]], plan: DevicePlan,
-                           pack_mode: str) -> Iterator[list[RunOutcome]]:
-    """Each pack's outcomes as it finishes, as many packs at once as the plan has workers."""
-    with ThreadPoolExecutor(max_workers=plan.workers) as pool:
-        futures = [pool.submit(train_placed_pack, pack, pack_mode, plan.cpu_threads)
-                   for pack in plan.place(packs)]
-        for future in as_completed(futures):
-            yield future.result()
-
-
-@dataclass(frozen=True)
-class HostSteps:
-    """The three steps of training a host's share, swappable as one: plain functions here,
-    their Prefect tasks in a flow (``seqlab.flows.host``)."""
-
-    plan_packs: Callable[..., list[list[RunRequest]]] = plan_packs
-    place_packs: Callable[..., DevicePlan] = place_packs
-    train_packs: Callable[..., Iterable[list[RunOutcome]]] = train_packs_in_threads
-
-
-def train_on_host(todo: list[RunRequest], deliver: Callable[[list[RunOutcome]], object], *,
-                  pack_size: int, pack_mode: str, slots_per_gpu: int, output_dir: Path,
-                  steps: HostSteps = HostSteps(), log: Callable[[str], None] = print,
-                  on_fraction: Callable[[float], None] | None = None) -> int:
-    """Plan packs for this host's devices, train them, deliver each pack's outcomes as it
-    finishes; returns the failed runs."""
-    gpus = gpu_count()
-    packs = steps.plan_packs(todo, pack_size, pack_mode, gpus, slots_per_gpu, output_dir)
-    plan = steps.place_packs(len(packs), gpus, slots_per_gpu)
-    return follow_outcomes(steps.train_packs(packs, plan, pack_mode), len(todo), deliver, log,
-                           on_fraction)
 
 
 # --- the whole grid, without Prefect ------------------------------------------------------

@@ -19,6 +19,7 @@ from seqlab.grid.requests import RunRequest
 from seqlab.grid.spec import GridSpec
 from seqlab.runners import grid as ledgers
 from seqlab.runners.grid import GridLedger, PreparedGrid
+from seqlab.runners.host import place_packs
 from seqlab.sample import write_sample_csv
 from seqlab.warehouse import current_data_version as read_data_version
 from seqlab.warehouse.gate import GateClosed as GateClosed  # the gate's refusal, for the flows
@@ -72,7 +73,7 @@ def plan_packs_here(todo: list[RunRequest], pack_size: int, pack_mode: str, gpus
 @task(name="place-packs-here", cache_policy=NO_CACHE)
 def place_packs_here(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
     """Place packs on devices; each GPU gets a global concurrency limit with its slots."""
-    plan = ledgers.place_packs(n_packs, gpus, slots_per_gpu)
+    plan = place_packs(n_packs, gpus, slots_per_gpu)
     if plan.limits:
         with get_client(sync_client=True) as client:
             for name, slots in plan.limits.items():

@@ -118,10 +118,10 @@ def test_a_grid_with_nothing_to_train_skips_prefect_and_reuses_its_report(monkey
     def no_training(*args, **kwargs):
         raise AssertionError("the reuse path trained")
 
-    import seqlab.runners.grid
+    import seqlab.runners.host
     import seqlab.runtime.watchdog
 
-    monkeypatch.setattr(seqlab.runners.grid, "train_placed_pack", no_training)
+    monkeypatch.setattr(seqlab.runners.host, "train_placed_pack", no_training)
     monkeypatch.setattr(seqlab.runtime.watchdog, "start_watched_server", no_training)
     args = ["run", "--data", str(sample), *TINY, "--warehouse", str(settings.warehouse),
             "--out", str(settings.output_dir)]

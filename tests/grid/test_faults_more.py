@@ -360,7 +360,7 @@ def test_a_run_out_of_memory_fails_alone_and_is_retrained_next_time(
     import torch
 
     import seqlab.engine.train as engine_train
-    import seqlab.runners.grid as ledgers
+    import seqlab.runners.host as host_share
     from seqlab.flows.train import train_grid
 
     real_train_config = engine_train.train_config
@@ -377,7 +377,7 @@ def test_a_run_out_of_memory_fails_alone_and_is_retrained_next_time(
     where = dict(symbol="ETH", warehouse=str(warehouse), output_dir=str(tmp_path / "out"))
     # The CPU plan on any host: one config per task, each through train_request -> train_config
     # (a GPU host would train packs or CUDA graphs, which do not call train_config).
-    monkeypatch.setattr(ledgers, "gpu_count", lambda: 0)
+    monkeypatch.setattr(host_share, "gpu_count", lambda: 0)
     monkeypatch.setattr(engine_train, "train_config", out_of_memory_for_gru_layer)
     first = train_grid(grid=OOM_GRID, **where)
     assert (first["trained"], first["failed"], first["status"]) == (3, 1, "completed_with_failures")

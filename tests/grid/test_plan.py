@@ -180,12 +180,12 @@ def test_packs_spread_over_every_visible_gpu(prefect_harness, tmp_path, monkeypa
     from prefect.client.orchestration import get_client
 
     import seqlab.flows.host as host
-    import seqlab.runners.grid as ledgers
+    import seqlab.runners.host as host_share
     from seqlab.grid.plan import gpu_limit_name
     from seqlab.grid.requests import RunOutcome
     from seqlab.grid.results import read_frames
 
-    monkeypatch.setattr(ledgers, "gpu_count", lambda: 2)
+    monkeypatch.setattr(host_share, "gpu_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=0: (80 * GIB, 80 * GIB))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Simulated GPU")
 
