@@ -2,7 +2,7 @@
 
 Driven by ``benchmarks/gpu_session.sh`` (read it first); three steps:
 
-    prepare  (here)  the exported study (``seqlab.grid.carried.export_work``) in the prepared
+    prepare  (here)  the exported study (``seqlab.runners.carried.export_work``) in the prepared
                      folder, refused unless its prices are real (never the synthetic sample);
     proof    (GPU)   fused engine equal to eager at the study's shapes (hidden, lookback,
                      a part-filled block of 16 rows) in TF32 and fp32; per-step kernel
@@ -88,7 +88,8 @@ def prepare(args) -> dict:
 
     from seqlab.config import Settings
     from seqlab.grid import GridParams, resolve_spec
-    from seqlab.grid.carried import PRICES_FILE, export_work
+    from seqlab.grid.carried import PRICES_FILE
+    from seqlab.runners.carried import export_work
     from seqlab.sample import SYNTHETIC_SYMBOL, generate_sample_prices
 
     if args.symbol.upper() == SYNTHETIC_SYMBOL:
@@ -131,8 +132,8 @@ def _sync(device) -> None:
 
 def _study_configs(folder: Path, device, epochs: int | None = None) -> list:
     """The exported study's configs (every one, trained or not), on ``device``."""
-    from seqlab.grid import build_grid
     from seqlab.grid.carried import read_work
+    from seqlab.grid.requests import build_grid
     from seqlab.grid.spec import GridSpec
 
     spec = read_work(folder)["spec"]
@@ -244,7 +245,7 @@ def _fused_entry(configs: list, prices, device) -> dict:
 
 
 def _stream_entry(configs: list, prices) -> dict:
-    from seqlab.engine.packing import train_pack
+    from seqlab.engine.stream_pack import train_pack
 
     results = train_pack(configs, prices)
     if results[0].determinism.get("pack", {}).get("mode") == "streams":
