@@ -122,11 +122,14 @@ def test_limits_are_settable():
 
 
 def test_limits_come_from_the_environment(monkeypatch, tmp_path):
+    """Read at the entry points (a command, a flow) through limits_from_env, then passed down."""
     from seqlab.config import Settings
-    from seqlab.ingest.options import IngestOptions
+    from seqlab.ingest.options import IngestOptions, limits_from_env
 
     def limits() -> ValueLimits:
-        return IngestOptions.from_settings(Settings(tmp_path / "w", tmp_path), "ETH").values
+        sources, values = limits_from_env()
+        return IngestOptions.from_settings(Settings(tmp_path / "w", tmp_path), "ETH",
+                                           sources=sources, values=values).values
 
     assert limits() == ValueLimits()
     monkeypatch.setenv("SEQLAB_MAX_PRICE", "5e5")
