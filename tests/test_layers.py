@@ -1,6 +1,6 @@
 """The import layers, read from the source with ast (lazy imports inside functions count too).
 
-Core packages (models, features, engine, ingest, schemas, checks, report) are pure: no
+Core packages (models, features, engine, forecast, ingest, schemas, checks, report) are pure: no
 Prefect, no DuckDB, no warehouse. The grid kit (grid/) is what a borrowed GPU runs: torch
 and polars, never the warehouse or DuckDB. Only warehouse/ talks to DuckDB; only tasks/,
 flows/ and the CLI's runtime/ touch Prefect; flows wire tasks and never open the warehouse. Each package may import only
@@ -28,12 +28,13 @@ ALLOWED: dict[str, set[str]] = {
     "models": set(),
     "features": {"schemas"},
     "engine": {"models", "features"},
+    "forecast": {"schemas", "engine", "features", "models"},
     "ingest": {"schemas", "checks", "config"},
     "report": {ROOT, "models"},
     "warehouse": {"schemas", "processes"},
     "grid": {ROOT, "schemas", "engine", "models", "features"},
     "runners": {ROOT, "config", "schemas", "checks", "ingest", "report", "warehouse", "grid",
-                "engine"},
+                "engine", "forecast"},
     "tasks": {"config", "sample", "schemas", "checks", "ingest", "grid", "runners", "warehouse",
               "engine"},
     "flows": {"config", "processes", "schemas", "ingest", "grid", "runners", "tasks"},
@@ -43,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
             "runtime"},
     "__init__": set(),
 }
-CORE = ("models", "features", "engine", "ingest", "schemas", "checks", "report")
+CORE = ("models", "features", "engine", "forecast", "ingest", "schemas", "checks", "report")
 # third-party packages only some layers may import
 EXTERNAL = {"duckdb": {"warehouse"}, "prefect": {"tasks", "flows", "runtime"}, "typer": {"cli"}}
 

@@ -14,6 +14,7 @@ import duckdb
 from seqlab.schemas.run_tables import RUN_TABLES_SQL
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.errors import WarehouseSchemaError
+from seqlab.warehouse.forecast_tables import FORECASTS_SQL
 from seqlab.warehouse.integrity import is_disk_full
 from seqlab.warehouse.views import DYNAMICS_V4_SQL, REPORT_TABLES_SQL, SELECTION_V6_SQL
 
@@ -119,6 +120,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "runs selected before validation marked selected_on='test'; claim_results: "
                  "interval level, claim p, operational test; differenced late wobble",
               SELECTION_V6_SQL),
+    Migration(7, "forecasts (the forecast ledger); view forecast_scores", FORECASTS_SQL),
 )
 
 _BOOKKEEPING = """

@@ -13,6 +13,7 @@ import polars as pl
 from seqlab.warehouse.clock import utc_now
 from seqlab.warehouse.connection import connect, connect_reader
 from seqlab.warehouse.errors import WarehouseQueryError, WarehouseStoreError
+from seqlab.warehouse.runs import REFIT_PRESET
 
 # Per-grid frames the report needs, each a query with $grid as the grid id.
 _GRID_QUERIES = {
@@ -61,10 +62,12 @@ class ReportInputs:
 
 
 def latest_grid_id(path: Path, *, timeout_s: float = 10.0) -> str:
-    """The most recently started grid; WarehouseQueryError when the warehouse has none."""
+    """The most recently started grid that is not a refit of champions (a retrain's or a
+    backtest's); WarehouseQueryError when the warehouse has none."""
     with connect_reader(path, timeout_s=timeout_s) as con:
         rows = con.execute(
-            "SELECT grid_id FROM grids ORDER BY started_at DESC, grid_id DESC LIMIT 1"
+            "SELECT grid_id FROM grids WHERE preset IS DISTINCT FROM ? "
+            "ORDER BY started_at DESC, grid_id DESC LIMIT 1", [REFIT_PRESET],
         ).fetchall()
     if not rows:
         raise WarehouseQueryError(f"warehouse {path} has no grids yet; train one first")

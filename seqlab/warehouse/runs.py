@@ -175,6 +175,10 @@ def find_finished_grid(path: Path, *, symbol: str, spec_key: str, data_version: 
 
 # `seqlab train`'s one-config grids: not what `best` means by "the latest grid".
 SINGLE_RUN_PRESET = "train"
+# A retrain's or backtest's grids of champion configs refitted on prices through a date.
+REFIT_PRESET = "refit"
+# Grids that are not a study of their own: "the latest grid" leaves them out.
+NOT_STUDY_PRESETS = (SINGLE_RUN_PRESET, REFIT_PRESET)
 
 
 def best_validated_run(path: Path, symbol: str, *, timeout_s: float = 10.0) -> tuple[str, str] | None:
@@ -186,12 +190,12 @@ def best_validated_run(path: Path, symbol: str, *, timeout_s: float = 10.0) -> t
             """
             SELECT r.run_id, g.grid_id
             FROM grids g JOIN grid_runs l ON l.grid_id = g.grid_id JOIN runs r ON r.run_id = l.run_id
-            WHERE g.symbol = ? AND coalesce(g.preset, '') <> ? AND r.status = 'ok'
+            WHERE g.symbol = ? AND NOT list_contains(?, coalesce(g.preset, '')) AND r.status = 'ok'
               AND r.selected_on = 'validation' AND r.best_val_loss IS NOT NULL
               AND r.checkpoint_path IS NOT NULL
             ORDER BY g.started_at DESC, g.grid_id DESC, r.best_val_loss ASC, r.run_id LIMIT 1
             """,
-            [symbol, SINGLE_RUN_PRESET],
+            [symbol, list(NOT_STUDY_PRESETS)],
         ).fetchone()
     return None if row is None else (row[0], row[1])
 
