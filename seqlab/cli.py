@@ -503,6 +503,104 @@ def _size(n: int) -> str:
     return f"{n:,} B" if n < 1024 else f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.2f} MiB"
 
 
+TopOpt = Annotated[int, typer.Option("--top", metavar="N", help="Champions: the N best configs "
+                                     "of the grid on validation.")]
+ChampionsOfOpt = Annotated[str, typer.Option(
+    "--grid", metavar="GRID_ID|latest", help="Grid the champions come from (default: the latest "
+                                             "full grid of the symbol).")]
+
+
+def _print_forecast_run(settings: Settings, run, as_json: bool) -> None:
+    from seqlab.runners.forecast import forecast_artifact
+
+    if as_json:
+        rows = run.forecasts.with_columns(run.forecasts["origin_date", "target_date",
+                                                        "trained_through", "made_at"].cast(str))
+        typer.echo(json.dumps({"batch_id": run.batch_id, "mode": run.mode, "symbol": run.symbol,
+                               "stored": run.stored, "scored": run.scored, "refits": run.refits,
+                               "failed_refits": run.failed_refits,
+                               "refit_seconds": run.refit_seconds,
+                               "forecast_seconds": run.forecast_seconds,
+                               "forecasts": rows.to_dicts()}))
+        return
+    typer.echo(f"{run.symbol} {run.summary()} (batch {run.batch_id})")
+    typer.echo(forecast_artifact(settings, run))
+
+
+@app.command()
+def retrain(
+    data: Annotated[str | None, typer.Option(metavar="SOURCE", help="Price source to ingest first "
+                                                                    "(default: the stored prices).")] = None,
+    symbol: Annotated[str, typer.Option(metavar="SYMBOL", callback=_checked_symbol)] = "ETH",
+    top: TopOpt = 3,
+    grid: ChampionsOfOpt = "latest",
+    warehouse: WarehouseOpt = None,
+    out: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Refit the champions on every stored price, write one live forecast each for the next
+    day to the `forecasts` ledger and score every earlier forecast whose day has come."""
+    from seqlab.runners.forecast import retrain_champions
+    from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.gate import GateClosed
+
+    settings = Settings.from_env(warehouse, out)
+    if data is not None:
+        _ingest_quietly(data, symbol, settings)
+    try:
+        run = retrain_champions(settings, symbol, top=top, grid_id=grid,
+                                log=lambda line: typer.echo(line, err=True))
+    except (GateClosed, ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    _print_forecast_run(settings, run, as_json)
+
+
+def _day(value: str | None, flag: str):
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=flag) from None
+
+
+@app.command()
+def backtest(
+    start: Annotated[str, typer.Option(metavar="DATE", help="First forecast origin (YYYY-MM-DD); "
+                                                            "the first refit uses prices through it.")],
+    end: Annotated[str | None, typer.Option(metavar="DATE", help="Last target day (default: the "
+                                                                 "latest stored price).")] = None,
+    symbol: Annotated[str, typer.Option(metavar="SYMBOL", callback=_checked_symbol)] = "ETH",
+    top: TopOpt = 3,
+    grid: ChampionsOfOpt = "latest",
+    refit_every: Annotated[int, typer.Option("--refit-every", metavar="DAYS", min=1,
+                                             help="Days between refits.")] = 7,
+    epochs: Annotated[int | None, typer.Option(metavar="N", min=1, help="Epochs per refit (default: "
+                                                                        "the champion's own).")] = None,
+    warehouse: WarehouseOpt = None,
+    out: OutputOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Walk the champions forward over stored history: refit each on the prices through
+    every refit date, forecast each following day until the next refit, store the rows
+    as mode 'backtest' in the `forecasts` ledger and score them."""
+    from seqlab.runners.forecast import run_backtest
+    from seqlab.warehouse import WarehouseError
+    from seqlab.warehouse.gate import GateClosed
+
+    first, last = _day(start, "--start"), _day(end, "--end")
+    settings = Settings.from_env(warehouse, out)
+    try:
+        run = run_backtest(settings, symbol, start=first, end=last, top=top, grid_id=grid,
+                           refit_every=refit_every, epochs=epochs,
+                           log=lambda line: typer.echo(line, err=True))
+    except (GateClosed, ValueError, WarehouseError) as exc:
+        _fail(str(exc))
+    _print_forecast_run(settings, run, as_json)
+
+
 @app.command()
 def run(
     data: Annotated[str | None, typer.Option(metavar="SOURCE", help="Price source (default: the bundled SYNTHETIC sample).")] = None,

@@ -1,4 +1,5 @@
-"""pipeline and retrain: ingest -> gate -> train-grid -> report, on demand or on a schedule."""
+"""pipeline and retrain: ingest -> gate -> train-grid -> report, on demand; ingest -> refit
+the champions -> forecast -> score (or the whole grid), on a schedule."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from seqlab.flows.ingest import ingest_prices
 from seqlab.flows.report import build_grid_report
 from seqlab.flows.train import train_grid
 from seqlab.grid.spec import GridParams
+from seqlab.tasks.forecast import publish_forecast, refit_and_forecast, score_ledger
 from seqlab.tasks.grid import current_data_version, write_sample_data
 
 
@@ -40,11 +42,13 @@ def pipeline(
 
 @flow(name="retrain", log_prints=True)
 def retrain(
-    source: str, symbol: str = "ETH", grid: GridParams = GridParams(),
-    dispatch: Literal["local", "pool"] = "local", force: bool = False,
-    warehouse: str | None = None, output_dir: str | None = None,
+    source: str, symbol: str = "ETH", mode: Literal["champions", "grid"] = "champions",
+    top: int = 3, grid: GridParams = GridParams(), dispatch: Literal["local", "pool"] = "local",
+    force: bool = False, warehouse: str | None = None, output_dir: str | None = None,
 ) -> dict:
-    """Scheduled: ingest ``source``; retrain the grid and rebuild the report only if prices changed."""
+    """Scheduled: ingest ``source``; when the prices changed, refit the ``top`` champions of the
+    latest full grid, forecast tomorrow and score what arrived (``mode: champions``, daily), or
+    retrain the whole ``grid`` and rebuild its report (``mode: grid``, weekly)."""
     settings = Settings.from_env(warehouse, output_dir)
     paths = {"warehouse": str(settings.warehouse), "output_dir": str(settings.output_dir)}
     before = current_data_version(settings.warehouse, symbol)
@@ -54,10 +58,15 @@ def retrain(
         get_run_logger().info("%s unchanged (data_version %s): nothing to retrain", symbol,
                               (after or "none")[:12])
         return {"changed": False, "data_version": after}
+    if mode == "champions":
+        run = refit_and_forecast(settings, symbol, top, None, "streams", 0)
+        return {"changed": True, "data_version": after, "batch_id": run.batch_id,
+                "summary": run.summary(), "artifact": publish_forecast(settings, run)}
     grid_run = train_grid(grid, dispatch=dispatch, force=force, symbol=symbol, return_state=True,
                           **paths)
     if grid_run.is_failed():
         return grid_run
     trained = grid_run.result()
     report = trained.pop("report", None) or build_grid_report(trained["grid_id"], **paths)
-    return {"changed": True, "data_version": after, "grid": trained, "report": report}
+    return {"changed": True, "data_version": after, "grid": trained, "report": report,
+            "scored": score_ledger(settings, symbol)}

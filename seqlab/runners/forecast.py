@@ -184,3 +184,8 @@ def forecast_artifact(settings: Settings, run: ForecastRun) -> str:
     scores = load_forecast_scores(settings.warehouse, run.symbol, mode=run.mode,
                                   timeout_s=settings.lock_timeout_s)
     return forecast_markdown(run.forecasts, scores, mode=run.mode)
+
+
+def score_ledger_of(settings: Settings, symbol: str) -> int:
+    """Score every stored forecast of ``symbol`` whose target close has arrived."""
+    return score_forecasts(settings.warehouse, symbol, timeout_s=settings.lock_timeout_s)

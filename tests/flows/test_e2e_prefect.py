@@ -103,7 +103,8 @@ def test_pool_dispatch_through_deployments_matches_local(prefect_server, tmp_pat
         _prefect(env, "work-pool", "create", pool, "--type", "process")
     _prefect(env, "deploy", "--all")
     deployments = _prefect(env, "deployment", "ls")
-    for name in ("ingest-prices", "train-grid", "train-shard", "retrain", "pipeline"):
+    for name in ("ingest-prices", "train-grid", "train-shard", "retrain", "retrain-grid", "backtest",
+                 "pipeline"):
         assert name in deployments
     for pool in ("cpu", "gpu"):
         log = (prefect_server["home"] / f"worker-{pool}.log").open("w")

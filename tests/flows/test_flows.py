@@ -86,13 +86,13 @@ def test_retrain_trains_again_only_when_prices_change(first_grid, workspace, tmp
 
     source = tmp_path / "eth.csv"
     coincodex_prices.write_csv(source)
-    unchanged = retrain(str(source), symbol="ETH", grid={"preset": "tiny"}, **workspace)
+    unchanged = retrain(str(source), symbol="ETH", mode="grid", grid={"preset": "tiny"}, **workspace)
     assert unchanged["changed"] is False
     last = coincodex_prices.tail(1)
     next_day = last.with_columns(pl.col("date") + pl.duration(days=1), pl.col("close") * 1.01,
                                  pl.col("high") * 1.02)
     pl.concat([coincodex_prices, next_day]).write_csv(source)
-    changed = retrain(str(source), symbol="ETH", grid={"preset": "tiny"}, **workspace)
+    changed = retrain(str(source), symbol="ETH", mode="grid", grid={"preset": "tiny"}, **workspace)
     assert changed["changed"] is True
     assert changed["grid"]["trained"] == 3  # the tiny preset: rnn, lstm, gru on the new data
     versions = query(workspace["warehouse"], "SELECT DISTINCT data_version FROM runs")
