@@ -21,6 +21,7 @@ from seqlab.report.figures import FigurePNG, forecast_figure, loss_figures, rati
 from seqlab.report.html import render_html
 from seqlab.report.markdown import render_markdown
 from seqlab.report.output import FIGURE_DIR
+from seqlab.report.track_record import TRACK_FIGURE, running_ratio_png
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class ReportBuild:
 def draw_figures(content) -> list[FigurePNG]:
     figures = loss_figures(content.epochs) if content.epochs.height else []
     figures += [f for f in (ratio_figure(content.leaderboard), forecast_figure(content.forecasts)) if f]
+    track = running_ratio_png(content.track_running)
+    if track is not None:
+        figures.append(FigurePNG(TRACK_FIGURE, "Running RMSE ratio against persistence", track))
     return figures
 
 

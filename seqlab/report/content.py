@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -17,6 +17,7 @@ from seqlab.report.context import (
 from seqlab.report.dynamics import run_dynamics_frame
 from seqlab.report.stats import Verdict
 from seqlab.report.tables import best_per_cell, best_run_of, config_dynamics, run_dynamics
+from seqlab.report.track_record import TrackRecord, cumulative_errors, track_records
 
 REQUIRED_FRAMES = (
     "runs", "leaderboard", "convergence", "stability", "epochs", "predictions", "features",
@@ -39,6 +40,10 @@ class ReportContent:
     built_at: datetime
     claims_left_out: int = 0  # runs selected on the test loss: they decide no claim
     divergence: tuple[dict, ...] = ()  # per norm and per cell: diverged runs of all
+    # The symbol's forecast ledger (optional frames "forecast_scores", "latest_forecasts").
+    track_records: list[TrackRecord] = field(default_factory=list)
+    track_running: pl.DataFrame = field(default_factory=pl.DataFrame)
+    latest_forecasts: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def grid_id(self) -> str:
@@ -80,6 +85,7 @@ def assemble_content(grid: dict, frames: dict[str, pl.DataFrame], built_at: date
         if predictions.height:
             forecasts.append((run, predictions))
     assessment = assess_claims(runs, frames["epochs"], frames["predictions"])
+    scores = frames.get("forecast_scores", pl.DataFrame())
     return ReportContent(
         grid=grid,
         data=summarize_data(grid, frames),
@@ -94,4 +100,7 @@ def assemble_content(grid: dict, frames: dict[str, pl.DataFrame], built_at: date
         built_at=built_at,
         claims_left_out=assessment.left_out,
         divergence=assessment.divergence,
+        track_records=track_records(scores),
+        track_running=cumulative_errors(scores),
+        latest_forecasts=frames.get("latest_forecasts", pl.DataFrame()),
     )

@@ -28,11 +28,12 @@ from seqlab.report.tables import (
     fmt_ratio,
     present_columns,
 )
+from seqlab.report.track_record import section_html
 
 SECTIONS = (
     ("summary", "Summary"), ("data", "Data"), ("curves", "Loss curves"),
     ("leaderboard", "Leaderboard"), ("dynamics", "Convergence & stability"),
-    ("forecasts", "Forecasts"), ("claims", "Claims"), ("reproducibility", "Reproducibility"),
+    ("forecasts", "Forecasts"), ("track", "Track record"), ("claims", "Claims"), ("reproducibility", "Reproducibility"),
 )  # fmt: skip
 
 
@@ -237,6 +238,7 @@ def render_html(content: ReportContent, figure_links: list[tuple[str, str]]) -> 
                      + html_table(content.run_dynamics, RUN_DYNAMICS_COLUMNS, "runs-dynamics-table")
                      + "</details>"),
         "forecasts": forecasts,
+        "track": section_html(content.track_records, content.latest_forecasts),
         "claims": _claims(content),
         "reproducibility": _reproducibility(content),
     }  # fmt: skip

@@ -20,6 +20,7 @@ from seqlab.report.tables import (
     fmt_ratio,
     present_columns,
 )
+from seqlab.report.track_record import TRACK_FIGURE, section_markdown
 
 
 def _escape(text: str) -> str:
@@ -111,6 +112,8 @@ def render_markdown(content: ReportContent, figures: list[FigurePNG], figure_dir
     out += ["## Forecasts", ""]
     if "forecasts.png" in by_name:
         out += [f"![{by_name['forecasts.png'].caption}]({figure_dir}/forecasts.png)", ""]
+    track = f"{figure_dir}/{TRACK_FIGURE}" if TRACK_FIGURE in by_name else None
+    out += section_markdown(content.track_records, content.latest_forecasts, track)
     out += ["## Claims", "", *_claims_md(content)]
     wall = f"{repro.grid_seconds:,.1f} s" if repro.grid_seconds is not None else "not finished"
     out += [

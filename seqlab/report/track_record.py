@@ -20,6 +20,7 @@ import polars as pl
 from seqlab.report.stats import block_bootstrap_rmse_ratio, diebold_mariano
 
 MIN_TESTED_DAYS = 30
+TRACK_FIGURE = "track_record.png"
 
 
 @dataclass(frozen=True)
@@ -168,3 +169,80 @@ def forecast_markdown(forecasts: pl.DataFrame, scores: pl.DataFrame, *, mode: st
     else:
         lines.append("No forecast has been scored yet: scores come once the target day's close is stored.")
     return "\n".join(lines) + "\n"
+
+
+# --- the report's Track record section ------------------------------------------------------
+
+def section_markdown(records: list[TrackRecord], latest: pl.DataFrame,
+                     figure_link: str | None) -> list[str]:
+    """The report's Track record section (markdown lines, its heading included)."""
+    out = ["## Track record", ""]
+    if not records and latest.is_empty():
+        return out + ["No forecast is kept for this symbol yet: `seqlab retrain` writes live "
+                      "forecasts, `seqlab backtest` walks the champions over history.", ""]
+    out += [_SECTION_TEXT, ""]
+    if records:
+        out += records_markdown(records) + [""]
+    if figure_link:
+        out += [f"![Running RMSE ratio against persistence]({figure_link})", ""]
+    if latest.height:
+        out += ["### Latest live forecasts", "", *latest_markdown(latest), ""]
+    return out
+
+
+_SECTION_TEXT = (
+    "Every forecast kept in the `forecasts` ledger, scored against the target day's close "
+    "as first stored: each champion against persistence (tomorrow = today) on the same days, "
+    "live and backtest apart. Ratio = RMSE / persistence RMSE (< 1 beats persistence); the "
+    f"95% moving-block bootstrap interval and the Diebold-Mariano test need {MIN_TESTED_DAYS} "
+    "scored days.")
+
+
+def section_html(records: list[TrackRecord], latest: pl.DataFrame) -> str:
+    """The same section's body as HTML (tables; escaped)."""
+    from html import escape
+
+    if not records and latest.is_empty():
+        return ("<p>No forecast is kept for this symbol yet: <code>seqlab retrain</code> writes "
+                "live forecasts, <code>seqlab backtest</code> walks the champions over history.</p>")
+    parts = [f"<p>{escape(_SECTION_TEXT)}</p>"]
+    for title, lines in (("", records_markdown(records) if records else []),
+                         ("Latest live forecasts", latest_markdown(latest) if latest.height else [])):
+        if not lines:
+            continue
+        head, _, *body = lines
+        cells = [[escape(c.strip().strip("`")) for c in line.strip("|").split(" | ")]
+                 for line in (head, *body)]
+        rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
+        header = "".join(f"<th>{c}</th>" for c in cells[0])
+        parts.append((f"<h3>{escape(title)}</h3>" if title else "")
+                     + f'<table class="track"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>')
+    return "".join(parts)
+
+
+def running_ratio_png(running: pl.DataFrame) -> bytes | None:
+    """Running RMSE ratio against persistence over target days, one panel per mode."""
+    if running.is_empty():
+        return None
+    import io
+
+    from matplotlib.figure import Figure
+
+    modes = [m for m in ("live", "backtest") if m in set(running["mode"])]
+    figure = Figure(figsize=(9, 2.8 * len(modes) + 0.6), layout="constrained")
+    axes = figure.subplots(len(modes), 1, squeeze=False)
+    for ax, mode in zip(axes[:, 0], modes, strict=True):
+        part = running.filter(pl.col("mode") == mode)
+        for (batch, _), line in part.group_by(["record_batch", "config_key"], maintain_order=True):
+            first = line.row(0, named=True)
+            label = f"#{first['champion_rank']} {config_label(first['config'])}"
+            ax.plot(line["target_date"].to_numpy(), line["running_rmse_ratio"].to_numpy(),
+                    linewidth=1.1, label=label if batch is None else f"{label} ({batch[-8:]})")
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+        ax.set_title(f"{mode}: running RMSE / persistence RMSE (below 1 beats persistence)",
+                     fontsize=9, loc="left")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

@@ -50,6 +50,14 @@ _DATA_QUERIES = {
             WHERE symbol = $symbol AND data_version = $version)
         ORDER BY severity, expectation""",
     "datasets": "SELECT * FROM datasets WHERE symbol = $symbol",
+    # The forecast ledger's scored rows and the newest live forecasts (the Track record).
+    "forecast_scores": """
+        SELECT * FROM forecast_scores WHERE symbol = $symbol
+        ORDER BY mode, batch_id, config_key, target_date""",
+    "latest_forecasts": """
+        SELECT * FROM forecasts WHERE symbol = $symbol AND mode = 'live' AND target_date = (
+            SELECT max(target_date) FROM forecasts WHERE symbol = $symbol AND mode = 'live')
+        ORDER BY champion_rank""",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -97,6 +98,28 @@ def test_retrain_trains_again_only_when_prices_change(first_grid, workspace, tmp
     assert changed["grid"]["trained"] == 3  # the tiny preset: rnn, lstm, gru on the new data
     versions = query(workspace["warehouse"], "SELECT DISTINCT data_version FROM runs")
     assert versions.height == 2
+
+
+
+def test_retrain_refits_the_champions_and_keeps_their_forecasts(first_grid, workspace, tmp_path,
+                                                                coincodex_prices):
+    from seqlab.flows.forecast import backtest
+    from seqlab.flows.pipeline import retrain
+
+    last = coincodex_prices.tail(1)
+    later = [last.with_columns(pl.col("date") + pl.duration(days=k), pl.col("close") * (1 + k / 100),
+                               pl.col("high") * 1.05) for k in (1, 2)]
+    source = tmp_path / "eth.csv"
+    pl.concat([coincodex_prices, *later]).write_csv(source)
+    done = retrain(str(source), symbol="ETH", mode="champions", top=2, **workspace)
+    assert done["changed"] is True and done["artifact"]
+    forecasts = query(workspace["warehouse"],
+                      f"SELECT * FROM forecasts WHERE batch_id = '{done['batch_id']}'")
+    assert forecasts.height == 2 and set(forecasts["champion_rank"]) == {1, 2}
+    assert set(forecasts["target_date"]) == {later[1]["date"][0] + dt.timedelta(days=1)}
+    walked = backtest(start=coincodex_prices["date"][-10], top=1, refit_every=30, epochs=1,
+                      **workspace)
+    assert walked["forecasts"] == 11 and walked["scored"] == 11 and walked["artifact"]
 
 
 def test_bad_grid_parameters_are_refused_before_anything_runs(workspace):

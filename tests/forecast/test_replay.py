@@ -100,10 +100,10 @@ def test_a_retrain_on_unchanged_prices_reuses_its_runs_and_writes_nothing(replay
 
 @pytest.fixture(scope="module")
 def backtest(replayed):
-    """Two months of real history walked forward, refitting every 14 days (1 epoch each)."""
+    """Two months of real history walked forward, refitting every 20 days (1 epoch each)."""
     settings = replayed[0]
     return settings, run_backtest(settings, "ETH", start=dt.date(2025, 4, 1),
-                                  end=dt.date(2025, 5, 31), refit_every=14, epochs=1,
+                                  end=dt.date(2025, 5, 31), refit_every=20, epochs=1,
                                   log=lambda line: None)
 
 
@@ -115,15 +115,15 @@ def test_the_backtest_never_sees_its_target_day(backtest):
     assert rows["target_date"].max() == dt.date(2025, 5, 31)
     assert (rows["trained_through"] <= rows["origin_date"]).all()
     assert (rows["origin_date"] < rows["target_date"]).all()
-    assert sorted(set(rows["trained_through"])) == [dt.date(2025, 4, 1) + dt.timedelta(days=14 * k)
-                                                    for k in range(5)]
+    assert sorted(set(rows["trained_through"])) == [dt.date(2025, 4, 1) + dt.timedelta(days=20 * k)
+                                                    for k in range(3)]
     # What each refit run was actually given: its features' last day is its trained_through.
     given = query(settings.warehouse, f"""
         SELECT DISTINCT f.run_id, CAST(json_extract_string(x.fingerprint, '$.split.test.last')
             AS DATE) AS last_day, f.trained_through, r.epochs
         FROM forecasts f JOIN runs r USING (run_id) JOIN features x USING (feature_key)
         WHERE f.batch_id = '{run.batch_id}'""")
-    assert given.height == 15 and (given["last_day"] == given["trained_through"]).all()
+    assert given.height == 9 and (given["last_day"] == given["trained_through"]).all()
     assert (given["epochs"] == 1).all()
 
 
@@ -141,7 +141,7 @@ def test_the_backtest_persistence_is_the_stored_previous_close(backtest):
 
 
 def test_the_commands_print_forecasts_and_the_track_record(replayed, backtest):
-    settings, folder = replayed[0], replayed[3]
+    settings = replayed[0]
     paths = ["--warehouse", str(settings.warehouse), "--out", str(settings.output_dir)]
     result = CliRunner().invoke(app, ["backtest", "--start", "2025-05-20", "--end", "2025-05-31",
                                       "--top", "2", "--refit-every", "30", "--epochs", "1",
@@ -156,3 +156,18 @@ def test_the_commands_print_forecasts_and_the_track_record(replayed, backtest):
     assert "| live | #1 " in shown.stdout
     refused = CliRunner().invoke(app, ["backtest", "--start", "2030-01-01", *paths])
     assert refused.exit_code == 2 and "no forecast day between 2030-01-01" in refused.output
+
+
+def test_the_report_shows_the_track_record_live_and_backtest_apart(replayed, backtest):
+    from seqlab.runners.report import build_report
+
+    settings, grid = replayed[0], replayed[1]
+    built = build_report(settings.warehouse, grid_id=grid.grid_id, out_dir=settings.output_dir / "r")
+    markdown = built.markdown_path.read_text()
+    section = markdown[markdown.index("## Track record"):markdown.index("## Claims")]
+    assert "| live | #1 " in section and f"| backtest {backtest[1].batch_id} | #1 " in section
+    assert "not tested (fewer than 30 scored days)" in section  # 5 live days
+    assert "### Latest live forecasts" in section and "](figures/track_record.png)" in section
+    assert (settings.output_dir / "r" / "figures" / "track_record.png").stat().st_size > 1000
+    page = built.html_path.read_text()
+    assert '<section id="track"><h2>Track record</h2>' in page and "2025-06-06" in page
