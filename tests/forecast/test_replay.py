@@ -89,6 +89,20 @@ def test_scores_are_the_stored_closes_of_target_and_origin(replayed):
     assert not joined["actual_revised"].any()
 
 
+def test_a_live_forecast_is_what_predict_gives_from_the_same_checkpoint(replayed):
+    from pathlib import Path
+
+    from seqlab.engine import predict_next
+
+    settings, _, runs, _ = replayed
+    prices = load_prices(settings.warehouse, "ETH")
+    for row in runs[-1].forecasts.iter_rows(named=True):
+        [path] = query(settings.warehouse, f"SELECT checkpoint_path FROM runs "
+                                           f"WHERE run_id = '{row['run_id']}'")["checkpoint_path"]
+        day, close = predict_next(Path(path), prices)
+        assert day == row["target_date"] and close == pytest.approx(row["predicted_usd"], rel=1e-6)
+
+
 def test_a_retrain_on_unchanged_prices_reuses_its_runs_and_writes_nothing(replayed):
     settings = replayed[0]
     again = retrain_champions(settings, "ETH", log=lambda line: None)
