@@ -124,7 +124,8 @@ def retrain_champions(settings: Settings, symbol: str, *, top: int = DEFAULT_TOP
     path, version = snapshot_through(prices, symbol, settings.output_dir / "snapshots")
     started = time.perf_counter()
     runs = train_refits(settings, symbol,
-                        [RefitSet(last, tuple(c.config for c in champions), path, version)],
+                        [RefitSet(last, tuple(c.config for c in champions), path, version,
+                                  prices.height)],
                         source_grid=champions[0].source_grid, pack_mode=pack_mode,
                         pack_size=pack_size, log=log)
     refit_seconds = time.perf_counter() - started
@@ -161,7 +162,7 @@ def run_backtest(settings: Settings, symbol: str, *, start: dt.date, end: dt.dat
         seen = prices.filter(pl.col("date") <= block.refit_date)
         through = seen.get_column("date").max()
         path, version = snapshot_through(seen, symbol, settings.output_dir / "snapshots")
-        refits.append(RefitSet(through, configs, path, version))
+        refits.append(RefitSet(through, configs, path, version, seen.height))
         origins_of[through] = block.origins
     log(f"backtest of {len(champions)} champions: {len(blocks)} refit dates, "
         f"{sum(len(b.origins) for b in blocks)} forecast days")

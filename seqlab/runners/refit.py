@@ -39,6 +39,7 @@ class RefitSet:
     configs: tuple[TrainConfig, ...]
     prices_path: str
     data_version: str
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,28 @@ def snapshot_through(prices: pl.DataFrame, symbol: str, folder: Path) -> tuple[s
     return str(target), version
 
 
-def _open_refit_grid(warehouse: Path, symbol: str, refit: RefitSet, requests: list[RunRequest],
-                     source_grid: str) -> str:
-    spec = {"refit_of": source_grid, "through": refit.through.isoformat(),
-            "configs": [c.to_dict() for c in refit.configs]}
-    spec_key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    grid_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-refit-{spec_key[:8]}"
-    start_grid(warehouse, grid_id=grid_id, symbol=symbol, preset=REFIT_PRESET, spec=spec,
-               spec_key=spec_key, data_version=refit.data_version,
+@dataclass(frozen=True)
+class RefitSpec:
+    """What a refit grid records as its spec (``grids.spec``): the champions refitted, the
+    full grid they came from and the last day of their prices; its key names the grid."""
+
+    source_grid: str
+    through: dt.date
+    configs: tuple[TrainConfig, ...]
+
+    def to_dict(self) -> dict:
+        return {"refit_of": self.source_grid, "through": self.through.isoformat(),
+                "configs": [c.to_dict() for c in self.configs]}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _open_refit_grid(warehouse: Path, symbol: str, spec: RefitSpec, data_version: str,
+                     requests: list[RunRequest]) -> str:
+    grid_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{spec.key()[:8]}"
+    start_grid(warehouse, grid_id=grid_id, symbol=symbol, preset=REFIT_PRESET,
+               spec=spec.to_dict(), spec_key=spec.key(), data_version=data_version,
                code_version=requests[0].code_version, dispatch="local",
                n_configs=len(requests))
     return grid_id
@@ -91,7 +106,9 @@ def train_refits(settings: Settings, symbol: str, refits: Sequence[RefitSet], *,
                                  data_version=refit.data_version, code=code,
                                  prices_path=refit.prices_path,
                                  checkpoint_dir=str(settings.output_dir / "checkpoints"))
-        grid_id = _open_refit_grid(settings.warehouse, symbol, refit, requests, source_grid)
+        grid_id = _open_refit_grid(settings.warehouse, symbol,
+                                   RefitSpec(source_grid, refit.through, refit.configs),
+                                   refit.data_version, requests)
         todo, reused = split_reused(settings.warehouse, grid_id, requests, force=False)
         owner.update({r.run_id: grid_id for r in todo})
         opened.append((refit, grid_id, requests, todo, reused))
