@@ -34,9 +34,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from seqlab.config import Settings
-    from seqlab.grid.run import run_grid
     from seqlab.grid.spec import GridSpec
     from seqlab.runners.forecast import run_backtest
+    from seqlab.runners.grid import run_grid
     from seqlab.runners.ingest import IngestOptions, ingest_source
     from seqlab.warehouse import load_prices
 

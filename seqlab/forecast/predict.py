@@ -50,11 +50,13 @@ def origin_windows(prices: pl.DataFrame, feature_names: Sequence[str], scaler: S
     return np.ascontiguousarray(views[rows - lookback + 1].transpose(0, 2, 1))  # (M, T, F)
 
 
-def forecast_origins(checkpoint_path: Path, prices: pl.DataFrame, origins: Sequence[dt.date],
+def forecast_origins(checkpoint_path: Path, prices: pl.DataFrame, origins: Sequence[dt.date], *,
+                     expected_sha256: str | None = None, run_id: str | None = None,
                      ) -> tuple[list[dt.date], np.ndarray]:
     """(target days, predicted closes in USD (M,)) for each origin, with the checkpoint's
-    model: the window ending on origin d forecasts the close on d + horizon."""
-    checkpoint = load_checkpoint(checkpoint_path)
+    model: the window ending on origin d forecasts the close on d + horizon. A checkpoint
+    whose bytes differ from ``expected_sha256`` (the run's record) is refused."""
+    checkpoint = load_checkpoint(checkpoint_path, expected_sha256=expected_sha256, run_id=run_id)
     config = checkpoint.config
     windows = origin_windows(prices, checkpoint.feature_names, checkpoint.scaler,
                              config.lookback, origins)

@@ -69,7 +69,9 @@ def _batches(runs: Sequence[RefitRun], champions: Sequence[Champion], epochs: in
             log(f"{champion.describe()} through {run.through}: {run.status}, no forecasts")
             continue
         seen = prices.filter(pl.col("date") <= max(origins))  # nothing after the last origin
-        targets, predicted = forecast_origins(Path(run.checkpoint_path), seen, origins)
+        targets, predicted = forecast_origins(Path(run.checkpoint_path), seen, origins,
+                                              expected_sha256=run.checkpoint_sha256,
+                                              run_id=run.run_id)
         batches.append(ForecastBatch(champion, run.config, run.run_id, run.grid_id, run.through,
                                      origins, targets, predicted, closes_on(seen, origins)))
     return batches

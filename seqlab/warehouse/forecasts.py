@@ -113,9 +113,9 @@ def champion_configs(path: Path, symbol: str, *, grid_id: str | None, top: int,
 
 
 def refit_checkpoints(path: Path, run_ids: list[str], *, timeout_s: float = 10.0,
-                      ) -> dict[str, tuple[str, str | None]]:
-    """run_id -> (status, checkpoint path) of stored runs."""
+                      ) -> dict[str, tuple[str, str | None, str | None]]:
+    """run_id -> (status, checkpoint path, its recorded sha256) of stored runs."""
     with connect_reader(path, timeout_s=timeout_s) as con:
-        rows = con.execute("SELECT run_id, status, checkpoint_path FROM runs "
+        rows = con.execute("SELECT run_id, status, checkpoint_path, checkpoint_sha256 FROM runs "
                            "WHERE list_contains(?, run_id)", [run_ids]).fetchall()
-    return {run_id: (status, checkpoint) for run_id, status, checkpoint in rows}
+    return {run_id: tuple(rest) for run_id, *rest in rows}

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from seqlab.cli import app
 from seqlab.config import Settings
-from seqlab.grid.run import run_grid
 from seqlab.grid.spec import GridSpec
 from seqlab.runners.forecast import retrain_champions, run_backtest
+from seqlab.runners.grid import run_grid
 from seqlab.runners.ingest import IngestOptions, ingest_source
 from seqlab.warehouse import load_prices, query
 from tests.forecast.days import write_days
@@ -97,9 +97,10 @@ def test_a_live_forecast_is_what_predict_gives_from_the_same_checkpoint(replayed
     settings, _, runs, _ = replayed
     prices = load_prices(settings.warehouse, "ETH")
     for row in runs[-1].forecasts.iter_rows(named=True):
-        [path] = query(settings.warehouse, f"SELECT checkpoint_path FROM runs "
-                                           f"WHERE run_id = '{row['run_id']}'")["checkpoint_path"]
-        day, close = predict_next(Path(path), prices)
+        [(path, sha)] = query(settings.warehouse, f"SELECT checkpoint_path, checkpoint_sha256 "
+                                                  f"FROM runs WHERE run_id = '{row['run_id']}'").rows()
+        assert sha is not None
+        day, close = predict_next(Path(path), prices, expected_sha256=sha)
         assert day == row["target_date"] and close == pytest.approx(row["predicted_usd"], rel=1e-6)
 
 
