@@ -46,8 +46,6 @@ ALPHA = 1.0 - CONFIDENCE
 MIN_CONFIGS = 5
 # Ratios within 1/1.25 .. 1.25 count as "alike" for equivalence claims.
 EQUIVALENCE_RATIO = 1.25
-BLOCK_DAYS = 20  # moving-block bootstrap over test days: about a trading month
-DEFAULT_RESAMPLES = 4_000
 DEFAULT_SEED = 20_251_126
 # Up to this many configs the sign-flip test enumerates all 2^n sign patterns (16,384
 # subset means at 14); beyond, it draws SIGN_FLIP_DRAWS random patterns with a fixed seed.
@@ -352,29 +350,6 @@ def diebold_mariano(model_errors, baseline_errors, *, horizon: int = 1) -> tuple
     statistic = float(d.mean() / math.sqrt(variance / n))
     statistic *= math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
     return statistic, float(2 * sps.t.sf(abs(statistic), df=n - 1))
-
-
-def block_bootstrap_rmse_ratio(
-    model_errors, baseline_errors, *, block: int = BLOCK_DAYS,
-    n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float, float, int]:
-    """RMSE(model) / RMSE(baseline) over test days with a moving-block bootstrap interval
-    (log scale: mean, low, high) and the number of days."""
-    e_model, e_base = np.asarray(model_errors, float), np.asarray(baseline_errors, float)
-    keep = np.isfinite(e_model) & np.isfinite(e_base)
-    sq_model, sq_base = e_model[keep] ** 2, e_base[keep] ** 2
-    n = sq_model.size
-    point = 0.5 * math.log(sq_model.mean() / sq_base.mean())
-    block = max(1, min(block, n))
-    rng = np.random.default_rng(seed)
-    n_blocks = math.ceil(n / block)
-    starts = rng.integers(0, n - block + 1, size=(n_resamples, n_blocks))
-    picks = (starts[:, :, None] + np.arange(block)).reshape(n_resamples, -1)[:, :n]
-    ratios = 0.5 * np.log(sq_model[picks].mean(axis=1) / sq_base[picks].mean(axis=1))
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(ratios, [tail, 1 - tail])
-    return point, float(low), float(high), n
 
 
 def _dm_statistic(sq_model: np.ndarray, sq_base: np.ndarray, ratio_sq: float, lags: int) -> float:

@@ -4,8 +4,9 @@ Pure: frames in (rows of the ``forecast_scores`` view), numbers and text out. Li
 backtest forecasts are never pooled. Live rows of one champion form one record over time
 (the latest forecast per target day, should a day have been forecast twice); each backtest
 (batch) is a record of its own, since two backtests of the same days are two experiments.
-A record's RMSE ratio gets a Diebold-Mariano test and a moving-block bootstrap interval
-(seqlab.report.stats, as claim 6) once it has ``MIN_TESTED_DAYS`` scored days.
+A record's RMSE ratio gets a Diebold-Mariano test and the interval that inverts that same
+test (seqlab.report.stats, as claim 6), so the interval excludes 1 exactly when the test
+rejects, once it has ``MIN_TESTED_DAYS`` scored days.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from seqlab.report.stats import block_bootstrap_rmse_ratio, diebold_mariano
+from seqlab.report.stats import diebold_mariano, dm_ratio_interval
 
 MIN_TESTED_DAYS = 30
 TRACK_FIGURE = "track_record.png"
@@ -38,7 +39,7 @@ class TrackRecord:
     rmse_usd: float
     persistence_rmse_usd: float
     rmse_ratio: float
-    ratio_low: float | None  # 95% moving-block bootstrap interval, from MIN_TESTED_DAYS days
+    ratio_low: float | None  # 95% interval inverting the DM test, from MIN_TESTED_DAYS days
     ratio_high: float | None
     dm_statistic: float | None  # negative: the model's squared errors are smaller
     dm_p_value: float | None
@@ -89,10 +90,12 @@ def track_records(scores: pl.DataFrame) -> list[TrackRecord]:
         ratio = rmse / base_rmse if base_rmse > 0 else math.nan
         low = high = stat = p = None
         if len(errors) >= MIN_TESTED_DAYS:
-            _, log_low, log_high, _ = block_bootstrap_rmse_ratio(errors, base)
-            low, high = math.exp(log_low), math.exp(log_high)
             stat, p = diebold_mariano(errors, base)
-            stat, p = (None, None) if math.isnan(p) else (stat, p)
+            if math.isnan(p):
+                stat = p = None
+            else:
+                log_low, log_high = dm_ratio_interval(errors, base)
+                low, high = math.exp(log_low), math.exp(log_high)
         first = group.row(0, named=True)
         records.append(TrackRecord(
             mode=mode, batch_id=batch, config_key=key, rank=int(first["champion_rank"]),
@@ -194,7 +197,7 @@ _SECTION_TEXT = (
     "Every forecast kept in the `forecasts` ledger, scored against the target day's close "
     "as first stored: each champion against persistence (tomorrow = today) on the same days, "
     "live and backtest apart. Ratio = RMSE / persistence RMSE (< 1 beats persistence); the "
-    f"95% moving-block bootstrap interval and the Diebold-Mariano test need {MIN_TESTED_DAYS} "
+    f"Diebold-Mariano test and its 95% interval (the ratios the test keeps) need {MIN_TESTED_DAYS} "
     "scored days.")
 
 
