@@ -52,6 +52,8 @@ td.supported, td.contradicted, td.inconclusive, td.not-tested { font-weight: 600
 .claim-table th { white-space: nowrap; }
 .claim-table td { white-space: normal; vertical-align: top; }
 .claim-table td.num { white-space: nowrap; }
+#operational-tests td { white-space: normal; vertical-align: top; min-width: 110px; }
+#operational-tests td:first-child { min-width: 150px; }
 .unit { color: var(--muted); font-size: 11.5px; }
 details { margin: 8px 0; } summary { cursor: pointer; color: var(--accent); }
 pre { background: #f4f5f7; padding: 8px; border-radius: 4px; font-size: 12px; overflow-x: auto; }
