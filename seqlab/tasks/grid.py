@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from prefect.exceptions import MissingContextError
+from prefect.exceptions import MissingContextError, ObjectNotFound
 from prefect.states import Cancelling
 
-from seqlab.grid.dispatch import split_shards
+from seqlab.grid.dispatch import DeploymentMismatch, check_deployment_parameters, split_shards
 from seqlab.grid.plan import DevicePlan, plan_host_packs
 from seqlab.grid.requests import RunRequest
 from seqlab.grid.spec import GridSpec
@@ -81,6 +82,19 @@ def place_packs_here(n_packs: int, gpus: int, slots_per_gpu: int) -> DevicePlan:
     return plan
 
 
+def check_shard_deployment(deployment: str, parameters: Iterable[str]) -> None:
+    """Refuse in one line a shard deployment that is not registered or does not take
+    the ``parameters`` named."""
+    with get_client(sync_client=True) as client:
+        try:
+            schema = client.read_deployment_by_name(deployment).parameter_openapi_schema
+        except ObjectNotFound:
+            raise DeploymentMismatch(
+                f"deployment {deployment!r} is not registered on the Prefect server: deploy "
+                "it from this checkout with `prefect deploy --all`") from None
+    check_deployment_parameters(deployment, schema, parameters)
+
+
 @task(name="dispatch-shards", cache_policy=NO_CACHE)
 def dispatch_shards(
     todo: list[RunRequest], grid_id: str, shard_count: int, location: str, deployment: str,
@@ -94,15 +108,19 @@ def dispatch_shards(
     """
     logger = _logger()
     shards = split_shards(todo, shard_count)
+    common = {"grid_id": grid_id, "slots_per_gpu": slots_per_gpu, "pack_size": pack_size,
+              "pack_mode": pack_mode}
+    # Before any shard starts: Prefect's server accepts parameters a deployed flow does not
+    # take (a deployment from another seqlab), then every shard crashes on its worker with
+    # "Process exited with status code: 1"; say here which deployment and what to do.
+    check_shard_deployment(deployment, ["requests", "results", *common])
     started = []
     for i, shard in enumerate(shards):
         shard_location = f"{location.rstrip('/')}/{grid_id}/shard-{i}"
         requests = [r.to_dict() for r in shard]
         run = run_deployment(
             deployment,
-            parameters={"requests": requests, "grid_id": grid_id, "results": shard_location,
-                        "slots_per_gpu": slots_per_gpu, "pack_size": pack_size,
-                        "pack_mode": pack_mode},
+            parameters={"requests": requests, "results": shard_location, **common},
             timeout=0, flow_run_name=f"{grid_id}-shard-{i}",
             idempotency_key=f"{grid_id}-shard-{i}",
         )
