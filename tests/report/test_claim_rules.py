@@ -109,7 +109,7 @@ def test_3_migration_6_marks_runs_stored_before_validation_selection() -> None:
         row = {name: literal.get(kind, "0") for name, kind, nullable in columns if nullable == "NO"}
         row |= {"run_id": f"'r{index}'", "selected_on": selected}
         con.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join(row.values())})")
-    assert apply_migrations(con) == [6]
+    assert apply_migrations(con, MIGRATIONS[:6]) == [6]
     marked = dict(con.execute("SELECT run_id, selected_on FROM runs ORDER BY run_id").fetchall())
     assert marked == {"r0": "test", "r1": "validation"}
     cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
